@@ -1,0 +1,112 @@
+"""
+The component table: the 12 components and 26 sub-components of the seed document, plus the
+supporting areas beyond it (inference, the contract, the project's tools).
+
+Every test carries `@pytest.mark.component(ID, ...)` with IDs from here. An ID is either a
+sub-component (`attention.qk_norm`) or a whole component (`rmsnorm`), which stands for all of its
+sub-components. `code` names the functions and classes of a contract implementation that implement
+the component; the coverage report turns them into line references from the live source.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SubComponent:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Component:
+    key: str
+    number: int | None  # row of the seed table; None for the supporting areas beyond it
+    title: str
+    subcomponents: tuple[SubComponent, ...]
+    code: tuple[str, ...]  # qualified names in the implementation module, e.g. "GPT.forward"
+    highlight: str = ""  # the architecture highlight this component proves, if any
+
+
+def _c(key, number, title, subs, code, highlight=""):
+    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), highlight)
+
+
+COMPONENTS = (
+    _c("embedding", 1, "Token embeddings (wte)", [("wte", "token ids to vectors, normalized")],
+       ["GPT.__init__", "GPT.forward"]),
+    _c("rope", 2, "Positional embeddings (RoPE)", [("rotary", "rotation by position, base 10000")],
+       ["apply_rotary_emb", "precompute_rotary"], "RoPE: position encoded by rotation, no learned parameters"),
+    _c("block_stack", 3, "Stack of Block layers", [("layers", "n_layer blocks applied in order")],
+       ["GPT.__init__", "GPT.forward"], "Residual connections: x = x + f(norm(x))"),
+    _c("block", 4, "Block architecture", [
+        ("attention_path", "x + attn(norm(x))"),
+        ("mlp_path", "x + mlp(norm(x))"),
+    ], ["Block"], "Pre-norm: RMSNorm before each sub-layer, never on the residual stream"),
+    _c("attention", 5, "CausalSelfAttention", [
+        ("projections", "Q, K, V projections"),
+        ("rope", "RoPE on Q and K, never V"),
+        ("qk_norm", "QK norm"),
+        ("gqa", "Multi-query / grouped-query attention"),
+        ("sdpa", "Scaled dot-product attention"),
+        ("causal_mask", "Causal mask"),
+        ("softmax", "Softmax"),
+        ("head_concat", "Head concatenation"),
+        ("output_projection", "Output projection"),
+    ], ["CausalSelfAttention"], "Causal masking: position t sees positions <= t only"),
+    _c("rmsnorm", 6, "RMSNorm", [
+        ("after_embedding", "after the token embedding"),
+        ("pre_attention", "before attention"),
+        ("pre_mlp", "before the MLP"),
+        ("final", "before the LM head"),
+    ], ["norm"], "RMSNorm without learnable parameters"),
+    _c("mlp", 7, "MLP", [
+        ("fc", "expansion to 4 x n_embd"),
+        ("relu2", "ReLU² activation"),
+        ("projection", "projection back to n_embd"),
+    ], ["MLP"], "ReLU² activation in a 4x MLP"),
+    _c("lm_head", 8, "Language modeling head", [("untied_softcap", "untied projection, 15*tanh(x/15) softcap")],
+       ["GPT.forward"], "Untied embeddings and logit softcap"),
+    _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
+       ["GPT.forward"]),
+    _c("scaling", 10, "Model scaling (561M target)", [("parameter_count", "closed-form parameter counts")],
+       ["GPT.__init__", "GPT.estimate_flops"]),
+    _c("loss", 11, "Loss computation", [("cross_entropy", "cross-entropy with ignore_index=-1")],
+       ["GPT.forward"]),
+    _c("gradients", 12, "Gradient flow", [("backward", "which parameters receive gradient, and when")],
+       ["GPT.init_weights"]),
+)
+
+SUPPORTING = (
+    _c("inference", None, "Inference: KV cache and generation", [
+        ("kv_cache", "incremental decoding equals one full forward"),
+        ("generate", "sampling stream"),
+    ], ["GPT.generate"]),
+    _c("contract", None, "The implementation contract", [
+        ("validation", "bad input raises ValueError naming the value"),
+        ("oracle", "agreement with the naive reference implementation"),
+        ("loading", "--gpt-impl loads any implementation"),
+    ], ["GPTConfig", "GPT._check_inputs"]),
+    _c("tooling", None, "The project's tools", [
+        ("tracer", "python -m nanochat.trace"),
+        ("coverage", "python -m nanochat.coverage"),
+        ("mutation", "python -m nanochat.mutation"),
+    ], []),
+)
+
+ALL = COMPONENTS + SUPPORTING
+SUBCOMPONENTS = {s.id: s for c in ALL for s in c.subcomponents}
+BY_KEY = {c.key: c for c in ALL}
+
+
+def expand(component_id):
+    """The sub-component IDs an ID stands for; ValueError for an unknown one."""
+    if component_id in SUBCOMPONENTS:
+        return (component_id,)
+    if component_id in BY_KEY:
+        return tuple(s.id for s in BY_KEY[component_id].subcomponents)
+    raise ValueError(f"unknown component ID {component_id!r}; known: "
+                     f"{', '.join(sorted(BY_KEY) + sorted(SUBCOMPONENTS))}")
+
+
+def component_of(subcomponent_id):
+    return BY_KEY[subcomponent_id.split(".", 1)[0]]

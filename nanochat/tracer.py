@@ -1,0 +1,253 @@
+"""
+See every component on a real forward and backward pass, in the spirit of TransformerLens's
+`run_with_cache`: hooks on the model's own modules, and wrappers around the functions its forward
+calls (`norm`, `apply_rotary_emb` in the implementation's module; torch's scaled dot-product
+attention and cross-entropy). Nothing of the forward pass is re-implemented, so the same tracer
+works on any implementation of the contract (see nanochat/contract.py).
+
+    with trace(model) as cache:
+        loss = model(idx, targets)
+        loss.backward()
+    cache["transformer.h.0.attn.q_rope"]        # (B, T, H, D), detached
+    cache.stats("transformer.h.0.attn.q_rope")  # shape, dtype, mean, std, min, max, rms, zeros
+    cache.grads["lm_head.weight"]               # parameter gradients after backward
+
+Names, per block i (prefix transformer.h.i):
+    input, output, output.grad          residual stream into / out of the block, and its gradient
+    attn.input                          norm(x), the attention's input
+    attn.q, attn.k, attn.v              projections as heads: (B, T, H, D), (B, T, Hkv, D)
+    attn.q_rope, attn.k_rope            after RoPE
+    attn.q_norm, attn.k_norm            after QK norm
+    attn.sdpa_q, attn.sdpa_k, attn.sdpa_v, attn.sdpa_out
+                                        (B, H, T, D) at scaled dot-product attention, if the
+                                        implementation calls torch's
+    attn.heads_concat, attn.output      (B, T, C) into and out of c_proj
+    mlp.input, mlp.fc, mlp.act, mlp.output
+                                        norm(x), c_fc output (B, T, 4C), ReLU² output, c_proj output
+and for the whole model: idx, transformer.wte.output, lm_head.input, lm_head.output (raw logits),
+logits (after the softcap), loss.
+"""
+
+import inspect
+import math
+from collections import Counter
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    shape: tuple
+    dtype: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    rms: float
+    zero_fraction: float
+
+    @classmethod
+    def of(cls, t):
+        x = t.detach().double()
+        n = x.numel()
+        return cls(
+            shape=tuple(t.shape), dtype=str(t.dtype).removeprefix("torch."),
+            mean=x.mean().item() if n else math.nan,
+            std=x.std().item() if n > 1 else 0.0,
+            min=x.min().item() if n else math.nan,
+            max=x.max().item() if n else math.nan,
+            rms=x.square().mean().sqrt().item() if n else math.nan,
+            zero_fraction=(x == 0).double().mean().item() if n else math.nan,
+        )
+
+
+class ActivationCache(Mapping):
+    """Detached tensors by dotted name, the parameter gradients, and facts about the calls seen."""
+
+    def __init__(self, model):
+        self.config = model.config
+        self._tensors = {}
+        self.grads = {}  # parameter name -> gradient, snapshot when the trace ends
+        self.calls = Counter()  # name -> how many times it was recorded (the latest value is kept)
+        self.attention_calls = {}  # "transformer.h.i.attn" -> kwargs of its last SDPA call
+
+    def __getitem__(self, name):
+        return self._tensors[name]
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self):
+        return len(self._tensors)
+
+    def _store(self, name, tensor):
+        self._tensors[name] = tensor.detach()
+        self.calls[name] += 1
+
+    def stats(self, name):
+        return TensorStats.of(self._tensors[name])
+
+    def attention_pattern(self, layer):
+        """Attention weights (B, H, T, T) of a layer, derived for display from its captured
+        post-norm q and k: softmax(q k^T / sqrt(D)) under the causal mask. Valid for a pass without a
+        KV-cache prefix."""
+        p = f"transformer.h.{layer}.attn"
+        q = self._tensors[f"{p}.q_norm"].float().transpose(1, 2)  # (B, H, T, D)
+        k = self._tensors[f"{p}.k_norm"].float().transpose(1, 2)  # (B, Hkv, T, D)
+        k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        T = q.size(2)
+        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+        return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+@contextmanager
+def trace(model):
+    """Record the named intermediates of every forward (and the gradients of every backward) run
+    inside the block. Hooks and wrappers are always removed on exit, even after an error."""
+    cfg = model.config
+    H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.n_embd // cfg.n_head
+    impl = inspect.getmodule(type(model))
+    cache = ActivationCache(model)
+    handles, patches = [], []
+    state = {"attn": None, "rope": 0, "norm": 0, "idx_shape": None}
+
+    def save_output(name, heads=None):
+        def hook(module, args, output):
+            if heads is not None:  # a projection: show it as heads, (B, T, heads, D)
+                output = output.view(*output.shape[:-1], heads, D)
+            cache._store(name, output)
+        return hook
+
+    def save_input(name):
+        def hook(module, args):
+            cache._store(name, args[0])
+        return hook
+
+    def save_with_grad(name):
+        def hook(module, args, output):
+            cache._store(name, output)
+            if output.requires_grad:
+                output.register_hook(lambda g: cache._store(f"{name}.grad", g))
+        return hook
+
+    def enter_attention(prefix):
+        def hook(module, args):
+            state.update(attn=prefix, rope=0, norm=0)
+            cache._store(f"{prefix}.input", args[0])
+        return hook
+
+    def leave_attention(prefix):
+        def hook(module, args, output):
+            state["attn"] = None
+            cache._store(f"{prefix}.output", output)
+        return hook
+
+    def which(x, names, counter):
+        # q or k? match the storage the tensor came from, else the order of the calls (q first)
+        p = state["attn"]
+        for name in names:
+            seen = cache._tensors.get(f"{p}.{name}")
+            if seen is not None and seen.data_ptr() == x.data_ptr() and seen.shape == x.shape:
+                return name
+        return names[min(state[counter], 1)]
+
+    def rope_wrapper(original):
+        def apply_rotary_emb(x, *args, **kwargs):
+            out = original(x, *args, **kwargs)
+            if state["attn"] is not None:
+                name = {"q": "q_rope", "k": "k_rope"}[which(x, ("q", "k"), "rope")]
+                cache._store(f"{state['attn']}.{name}", out)
+                state["rope"] += 1
+            return out
+        return apply_rotary_emb
+
+    def norm_wrapper(original):
+        def norm(x, *args, **kwargs):
+            out = original(x, *args, **kwargs)
+            if state["attn"] is not None:
+                name = {"q_rope": "q_norm", "k_rope": "k_norm"}[which(x, ("q_rope", "k_rope"), "norm")]
+                cache._store(f"{state['attn']}.{name}", out)
+                state["norm"] += 1
+            return out
+        return norm
+
+    def sdpa_wrapper(original):
+        def scaled_dot_product_attention(q, k, v, *args, **kwargs):
+            out = original(q, k, v, *args, **kwargs)
+            p = state["attn"]
+            if p is not None:
+                for name, t in (("sdpa_q", q), ("sdpa_k", k), ("sdpa_v", v), ("sdpa_out", out)):
+                    cache._store(f"{p}.{name}", t)
+                cache.attention_calls[p] = {k_: v_ for k_, v_ in kwargs.items() if k_ != "attn_mask"} | {
+                    "attn_mask": None if kwargs.get("attn_mask") is None else tuple(kwargs["attn_mask"].shape)}
+            return out
+        return scaled_dot_product_attention
+
+    def cross_entropy_wrapper(original):
+        def cross_entropy(logits, target, *args, **kwargs):
+            if state["idx_shape"] is not None and logits.ndim == 2:
+                cache._store("logits", logits.view(*state["idx_shape"], logits.size(-1)))
+            return original(logits, target, *args, **kwargs)
+        return cross_entropy
+
+    def model_pre(module, args, kwargs):
+        idx = args[0] if args else kwargs["idx"]
+        state["idx_shape"] = tuple(idx.shape)
+        cache._store("idx", idx)
+
+    def model_post(module, args, kwargs, output):
+        if torch.is_tensor(output) and output.ndim == 0:
+            cache._store("loss", output)
+        elif torch.is_tensor(output) and output.ndim == 3:
+            cache._store("logits", output)
+        elif torch.is_tensor(output):
+            cache._store("loss", output)  # per-token losses (loss_reduction='none')
+
+    def patch(owner, attr, make):
+        original = getattr(owner, attr)
+        setattr(owner, attr, make(original))
+        patches.append((owner, attr, original))
+
+    try:
+        handles.append(model.register_forward_pre_hook(model_pre, with_kwargs=True))
+        handles.append(model.register_forward_hook(model_post, with_kwargs=True))
+        handles.append(model.transformer.wte.register_forward_hook(save_with_grad("transformer.wte.output")))
+        for i, block in enumerate(model.transformer.h):
+            p = f"transformer.h.{i}"
+            attn, mlp = block.attn, block.mlp
+            handles += [
+                block.register_forward_pre_hook(save_input(f"{p}.input")),
+                block.register_forward_hook(save_with_grad(f"{p}.output")),
+                attn.register_forward_pre_hook(enter_attention(f"{p}.attn")),
+                attn.register_forward_hook(leave_attention(f"{p}.attn")),
+                attn.c_q.register_forward_hook(save_output(f"{p}.attn.q", heads=H)),
+                attn.c_k.register_forward_hook(save_output(f"{p}.attn.k", heads=Hkv)),
+                attn.c_v.register_forward_hook(save_output(f"{p}.attn.v", heads=Hkv)),
+                attn.c_proj.register_forward_pre_hook(save_input(f"{p}.attn.heads_concat")),
+                mlp.register_forward_pre_hook(save_input(f"{p}.mlp.input")),
+                mlp.c_fc.register_forward_hook(save_output(f"{p}.mlp.fc")),
+                mlp.c_proj.register_forward_pre_hook(save_input(f"{p}.mlp.act")),
+                mlp.register_forward_hook(save_output(f"{p}.mlp.output")),
+            ]
+        handles.append(model.lm_head.register_forward_pre_hook(save_input("lm_head.input")))
+        handles.append(model.lm_head.register_forward_hook(save_output("lm_head.output")))
+        patch(impl, "apply_rotary_emb", rope_wrapper)
+        patch(impl, "norm", norm_wrapper)
+        # torch's functions, wherever the implementation looks them up (F.x, or x imported by name)
+        for attr, make in (("scaled_dot_product_attention", sdpa_wrapper), ("cross_entropy", cross_entropy_wrapper)):
+            original = getattr(F, attr)
+            for owner in (F, impl):
+                if getattr(owner, attr, None) is original:
+                    patch(owner, attr, make)
+        yield cache
+    finally:
+        for handle in handles:
+            handle.remove()
+        for owner, attr, original in reversed(patches):
+            setattr(owner, attr, original)
+        cache.grads = {name: p.grad.detach() for name, p in model.named_parameters() if p.grad is not None}
