@@ -24,24 +24,23 @@ class Component:
     title: str
     subcomponents: tuple[SubComponent, ...]
     code: tuple[str, ...]  # qualified names in the implementation module, e.g. "GPT.forward"
-    highlight: str = ""  # the architecture highlight this component proves, if any
 
 
-def _c(key, number, title, subs, code, highlight=""):
-    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), highlight)
+def _c(key, number, title, subs, code):
+    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code))
 
 
 COMPONENTS = (
     _c("embedding", 1, "Token embeddings (wte)", [("wte", "token ids to vectors, normalized")],
        ["GPT.__init__", "GPT.forward"]),
     _c("rope", 2, "Positional embeddings (RoPE)", [("rotary", "rotation by position, base 10000")],
-       ["apply_rotary_emb", "precompute_rotary"], "RoPE: position encoded by rotation, no learned parameters"),
+       ["apply_rotary_emb", "precompute_rotary"]),
     _c("block_stack", 3, "Stack of Block layers", [("layers", "n_layer blocks applied in order")],
-       ["GPT.__init__", "GPT.forward"], "Residual connections: x = x + f(norm(x))"),
+       ["GPT.__init__", "GPT.forward"]),
     _c("block", 4, "Block architecture", [
         ("attention_path", "x + attn(norm(x))"),
         ("mlp_path", "x + mlp(norm(x))"),
-    ], ["Block"], "Pre-norm: RMSNorm before each sub-layer, never on the residual stream"),
+    ], ["Block"]),
     _c("attention", 5, "CausalSelfAttention", [
         ("projections", "Q, K, V projections"),
         ("rope", "RoPE on Q and K, never V"),
@@ -52,20 +51,20 @@ COMPONENTS = (
         ("softmax", "Softmax"),
         ("head_concat", "Head concatenation"),
         ("output_projection", "Output projection"),
-    ], ["CausalSelfAttention"], "Causal masking: position t sees positions <= t only"),
+    ], ["CausalSelfAttention"]),
     _c("rmsnorm", 6, "RMSNorm", [
         ("after_embedding", "after the token embedding"),
         ("pre_attention", "before attention"),
         ("pre_mlp", "before the MLP"),
         ("final", "before the LM head"),
-    ], ["norm"], "RMSNorm without learnable parameters"),
+    ], ["norm", "Block.forward", "GPT.forward"]),
     _c("mlp", 7, "MLP", [
         ("fc", "expansion to 4 x n_embd"),
         ("relu2", "ReLU² activation"),
         ("projection", "projection back to n_embd"),
-    ], ["MLP"], "ReLU² activation in a 4x MLP"),
+    ], ["MLP"]),
     _c("lm_head", 8, "Language modeling head", [("untied_softcap", "untied projection, 15*tanh(x/15) softcap")],
-       ["GPT.forward"], "Untied embeddings and logit softcap"),
+       ["GPT.forward"]),
     _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
        ["GPT.forward"]),
     _c("scaling", 10, "Model scaling (561M target)", [("parameter_count", "closed-form parameter counts")],
@@ -91,6 +90,31 @@ SUPPORTING = (
         ("coverage", "python -m nanochat.coverage"),
         ("mutation", "python -m nanochat.mutation"),
     ], []),
+)
+
+
+@dataclass(frozen=True)
+class Highlight:
+    title: str
+    claim: str
+    ids: tuple[str, ...]  # proven by the tests of these (sub-)components ...
+    keyword: str = ""  # ... whose names contain this word, if given
+
+
+HIGHLIGHTS = (
+    Highlight("Pre-norm architecture", "RMSNorm before each sub-layer, never on the residual stream",
+              ("rmsnorm.pre_attention", "rmsnorm.pre_mlp", "block")),
+    Highlight("Residual connections", "x = x + f(norm(x)): the stream is the embedding plus every branch output",
+              ("block", "block_stack")),
+    Highlight("RoPE", "position encoded by rotating q and k, no learned parameters", ("rope", "attention.rope")),
+    Highlight("QK normalization", "unit-RMS query and key head vectors", ("attention.qk_norm",)),
+    Highlight("Multi-query / grouped-query attention", "query head h reads kv head h // (n_head // n_kv_head)",
+              ("attention.gqa",)),
+    Highlight("Causal masking", "position t attends to positions <= t only", ("attention.causal_mask",)),
+    Highlight("Untied embeddings", "wte and lm_head are separate weights", ("lm_head",), "untied"),
+    Highlight("ReLU² activation", "relu(x)**2 in a 4x MLP", ("mlp.relu2",)),
+    Highlight("Logit softcapping", "15 * tanh(logits / 15)", ("lm_head",), "15"),
+    Highlight("No bias terms", "every linear layer is bias-free", ("mlp", "attention", "lm_head"), "bias"),
 )
 
 ALL = COMPONENTS + SUPPORTING

@@ -211,7 +211,8 @@ class GPT(nn.Module):
             x = block(x, cos_sin, kv_cache)
         x = norm(x)
 
-        logits = self.lm_head(x).float()  # (B, T, V), float32 for a stable softmax
+        logits = self.lm_head(x)  # (B, T, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax
         # soft cap (Gemma 2, Team et al. 2024): smooth, and |logit| < 15 whatever the activations
         logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
         if targets is None:

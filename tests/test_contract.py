@@ -1,0 +1,146 @@
+"""The contract machinery: loading any implementation with --gpt-impl, and the suite's pytest plugin
+(component IDs required and checked, project-only tests deselected, outcomes recorded)."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nanochat.contract import ContractError, load_implementation
+
+pytestmark = [pytest.mark.component("contract.loading"), pytest.mark.project_only]
+REFERENCE = Path(__file__).with_name("reference_gpt.py").resolve()
+INI = textwrap.dedent("""
+    [pytest]
+    markers =
+        component(*ids): sub-components verified
+        project_only: project extras
+""")
+
+
+def test_loads_an_implementation_by_module_name():
+    """A dotted name imports the module and checks it exposes the contract."""
+    module = load_implementation("nanochat.gpt")
+    assert all(hasattr(module, n) for n in ("GPTConfig", "GPT", "norm", "apply_rotary_emb"))
+
+
+def test_loads_an_implementation_from_a_file_path():
+    """A .py path is imported under a unique module name, once."""
+    a = load_implementation(str(REFERENCE))
+    assert Path(a.__file__).resolve() == REFERENCE
+    assert load_implementation(str(REFERENCE)) is a
+
+
+@pytest.mark.parametrize("source, message", [
+    (None, "no such file"),
+    ("raise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
+    ("def norm(x): return x\n", "does not expose GPTConfig, GPT, apply_rotary_emb"),
+])
+def test_unusable_implementations_are_refused_with_the_reason(tmp_path, source, message):
+    """A missing file, a module that fails to import, or one without the contract's names is a ContractError."""
+    path = tmp_path / "impl.py"
+    if source is not None:
+        path.write_text(source)
+    with pytest.raises(ContractError, match=message):
+        load_implementation(str(path))
+
+
+def test_unknown_module_name_is_refused():
+    """A dotted name that does not import is a ContractError naming it."""
+    with pytest.raises(ContractError, match="'no_such_module_xyz': no importable module"):
+        load_implementation("no_such_module_xyz")
+
+
+@pytest.fixture
+def suite(pytester):
+    """A throwaway test directory run in-process with the suite's plugin."""
+    pytester.makeini(INI)
+
+    def run(source, *args):
+        pytester.makepyfile(test_sample=textwrap.dedent(source))
+        return pytester.runpytest_inprocess("-p", "nanochat.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:cov", *args)
+    return run
+
+
+def test_a_test_without_a_component_marker_stops_the_run(suite):
+    """Every test must name what it verifies: a test without @pytest.mark.component is a usage error."""
+    result = suite("def test_unlabelled():\n    pass\n")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_unlabelled: no @pytest.mark.component(ID) marker*"])
+
+
+def test_an_unknown_component_id_stops_the_run(suite):
+    """A misspelt component ID is rejected at collection, with the list of known IDs."""
+    result = suite("""
+        import pytest
+        @pytest.mark.component("attention.qk_nrom")
+        def test_typo():
+            pass
+    """)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown component ID 'attention.qk_nrom'; known: *attention.qk_norm*"])
+
+
+def test_project_only_tests_are_deselected_for_another_implementation(suite):
+    """Under --gpt-impl another.py the project's own extras are deselected, the contract tests run."""
+    source = """
+        import pytest
+        @pytest.mark.component("rope")
+        def test_contract(impl):
+            assert impl.GPT
+        @pytest.mark.project_only
+        @pytest.mark.component("contract.validation")
+        def test_extra():
+            pass
+    """
+    suite(source).assert_outcomes(passed=2)
+    suite(source, f"--gpt-impl={REFERENCE}").assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_missing_implementation_is_a_usage_error(suite):
+    """--gpt-impl naming nothing importable stops the run with the reason."""
+    result = suite("", "--gpt-impl=missing_impl.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'missing_impl.py': no such file*"])
+
+
+def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_path):
+    """--outcomes writes every test's outcome, its sub-components (a component ID expanded) and docstring."""
+    out = tmp_path / "outcomes.json"
+    suite("""
+        import pytest
+        @pytest.mark.component("block")
+        def test_good():
+            '''It works.'''
+        @pytest.mark.component("mlp.relu2")
+        def test_bad():
+            '''It fails.'''
+            assert False
+        @pytest.mark.component("loss")
+        @pytest.mark.skipif(True, reason="no CUDA")
+        def test_skipped():
+            pass
+    """, "--outcomes", str(out))
+    data = json.loads(out.read_text())
+    tests = {nodeid.split("::")[-1]: entry for nodeid, entry in data["tests"].items()}
+    assert tests["test_good"] == {"components": ["block.attention_path", "block.mlp_path"], "doc": "It works.",
+                                  "outcome": "passed"}
+    assert tests["test_bad"]["outcome"] == "failed" and tests["test_bad"]["components"] == ["mlp.relu2"]
+    assert tests["test_skipped"]["outcome"] == "skipped" and tests["test_skipped"]["skip_reason"].endswith("no CUDA")
+    assert data["own_impl"] is True and data["complete"] is True
+
+
+def test_prioritize_component_runs_that_components_tests_first(suite):
+    """--prioritize-component KEY moves the tests of KEY to the front, keeping the order otherwise."""
+    result = suite("""
+        import pytest
+        @pytest.mark.component("loss")
+        def test_a(): pass
+        @pytest.mark.component("rope")
+        def test_b(): pass
+        @pytest.mark.component("loss")
+        def test_c(): pass
+    """, "--prioritize-component", "rope", "-v")
+    lines = [line for line in result.outlines if "::test_" in line and "PASSED" in line]
+    assert [line.split("::")[1].split()[0] for line in lines] == ["test_b", "test_a", "test_c"]

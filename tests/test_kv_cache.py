@@ -1,0 +1,117 @@
+"""Inference: the KV cache. Incremental decoding must give the logits of one full forward pass."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nanochat.engine import KVCache
+from tests.explicit import rope_complex
+
+pytestmark = pytest.mark.component("inference.kv_cache")
+
+
+def new_cache(config, batch_size=2, seq_len=16):
+    return KVCache(batch_size, config.n_kv_head, seq_len, config.n_embd // config.n_head, config.n_layer)
+
+
+def decode(model, idx, chunks, cache):
+    """Feed idx to the model chunk by chunk through the cache; return the concatenated logits."""
+    outs, t = [], 0
+    for size in chunks:
+        outs.append(model(idx[:, t:t + size], kv_cache=cache))
+        t += size
+    return torch.cat(outs, dim=1)
+
+
+def test_token_by_token_decoding_equals_one_full_forward(model, idx, config):
+    """Feeding one token at a time through the cache reproduces every logit of the full forward."""
+    full = model(idx)
+    step_by_step = decode(model, idx, [1] * idx.size(1), new_cache(config))
+    torch.testing.assert_close(step_by_step, full, rtol=1e-5, atol=1e-5)
+
+
+def test_a_chunk_over_a_cached_prefix_matches_the_full_forward(model, idx, config):
+    """Prefill 6 tokens, then a chunk of 4: the chunk sees the whole prefix and is causal within itself."""
+    full = model(idx[:, :10])
+    chunked = decode(model, idx, [6, 4], new_cache(config))
+    torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-5)
+
+
+@given(chunks=st.lists(st.integers(1, 6), min_size=1, max_size=16))
+def test_any_split_into_chunks_equals_the_full_forward(model, idx, config, chunks):
+    """Prefill and decode in any chunk sizes: the logits are those of the full forward pass."""
+    total, sizes = 0, []
+    for size in chunks:
+        size = min(size, idx.size(1) - total)
+        if size == 0:
+            break
+        sizes.append(size)
+        total += size
+    full = model(idx[:, :total])
+    torch.testing.assert_close(decode(model, idx, sizes, new_cache(config)), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.component("rope.rotary", "attention.rope")
+def test_rope_offset_follows_the_cache_position(model, idx, config, run_traced):
+    """A token decoded at cache position p is rotated by the angle of position p, not position 0."""
+    cache = new_cache(config)
+    model(idx[:, :7], kv_cache=cache)
+    assert cache.get_pos() == 7
+    traced = run_traced(model, idx[:, 7:8], kv_cache=cache)
+    q, q_rope = traced["transformer.h.0.attn.q"], traced["transformer.h.0.attn.q_rope"]
+    torch.testing.assert_close(q_rope.double(), rope_complex(q, model.cos[:, 7:8], model.sin[:, 7:8]),
+                               rtol=1e-4, atol=1e-5)
+    assert (q_rope.double() - rope_complex(q, model.cos[:, :1], model.sin[:, :1])).abs().max() > 1e-3
+
+
+def test_cache_grows_past_its_initial_length(model, idx, config):
+    """A cache sized for 2 positions keeps working for 16, with the same logits as the full forward."""
+    cache = new_cache(config, seq_len=2)
+    out = decode(model, idx, [3] + [1] * 13, cache)
+    assert cache.get_pos() == 16 and cache.kv_cache.size(4) >= 16
+    torch.testing.assert_close(out, model(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_reset_starts_a_new_sequence(model, idx, config):
+    """After reset() the cache decodes a new sequence as if it were fresh."""
+    cache = new_cache(config)
+    decode(model, idx, [5, 1, 1], cache)
+    cache.reset()
+    assert cache.get_pos() == 0
+    other = idx.flip(1)
+    torch.testing.assert_close(decode(model, other, [4, 1, 1], cache), model(other[:, :6]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.project_only
+class TestKVCacheProtocol:
+
+    def test_position_advances_after_the_last_layer_inserts(self):
+        """insert_kv for layers 0..L-2 keeps the position; the last layer's insert advances it by T."""
+        cache = KVCache(1, 2, 8, 4, 3)
+        k = torch.randn(1, 2, 5, 4)
+        for layer in range(2):
+            cache.insert_kv(layer, k, k)
+            assert cache.get_pos() == 0
+        cache.insert_kv(2, k, k)
+        assert cache.get_pos() == 5
+
+    def test_insert_returns_the_prefix_and_the_new_entries(self):
+        """insert_kv returns (B, H, T_prefix + T_new, D): everything cached for that layer so far."""
+        cache = KVCache(1, 2, 8, 4, 1)
+        k1, v1 = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+        k2, v2 = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
+        cache.insert_kv(0, k1, v1)
+        k_all, v_all = cache.insert_kv(0, k2, v2)
+        torch.testing.assert_close(k_all, torch.cat([k1, k2], dim=2), rtol=0, atol=0)
+        torch.testing.assert_close(v_all, torch.cat([v1, v2], dim=2), rtol=0, atol=0)
+
+    def test_growth_keeps_the_cached_entries(self):
+        """Growing past the initial length copies what was cached, in every layer."""
+        cache = KVCache(1, 1, 2, 2, 2)
+        ks = [torch.randn(1, 1, 1, 2) for _ in range(5)]
+        for k in ks:
+            for layer in range(2):
+                k_all, _ = cache.insert_kv(layer, k, -k)
+        torch.testing.assert_close(k_all, torch.cat(ks, dim=2), rtol=0, atol=0)
+        assert cache.kv_cache.size(4) >= 5
