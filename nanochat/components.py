@@ -89,6 +89,7 @@ SUPPORTING = (
         ("tracer", "python -m nanochat.trace"),
         ("coverage", "python -m nanochat.coverage"),
         ("mutation", "python -m nanochat.mutation"),
+        ("ci", "the README's commands are what CI runs"),
     ], []),
 )
 

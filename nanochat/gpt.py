@@ -230,7 +230,9 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of T={T} tokens at position {T0} does not fit the rotary cache of "
                              f"{self.rotary_seq_len} positions (10 * sequence_len); need 1 <= T0 + T <= "
                              f"{self.rotary_seq_len}")
-        if not idx.is_meta:
+        # value ranges are read on the CPU only: on an accelerator .item() would stall every step
+        # (there an out-of-range id fails inside the embedding instead); meta tensors hold no values
+        if idx.device.type == "cpu":
             lo, hi = (int(v) for v in torch.aminmax(idx))
             if lo < 0 or hi >= V:
                 raise ValueError(f"token ids must lie in [0, {V}) (vocab_size), got values in [{lo}, {hi}]")
@@ -241,7 +243,7 @@ class GPT(nn.Module):
         if not (torch.is_tensor(targets) and _is_integer(targets) and targets.shape == idx.shape):
             raise ValueError(f"targets must be an integer tensor of the same shape as idx "
                              f"{tuple(idx.shape)}, got {_describe(targets)}")
-        if not targets.is_meta:
+        if targets.device.type == "cpu":
             lo, hi = (int(v) for v in torch.aminmax(targets))
             if lo < -1 or hi >= V:
                 raise ValueError(f"targets must lie in [0, {V}) or be -1 (ignored), got values in [{lo}, {hi}]")

@@ -5,8 +5,11 @@ The suite's pytest plugin, loaded by the top-level conftest.py.
   tests reach it through the `impl` fixture.
 - Every test must carry `@pytest.mark.component(ID, ...)` with IDs of nanochat/components.py; a
   missing or unknown ID stops the run before any test runs.
-- Tests marked `project_only` verify this project's own extras and are deselected when another
-  implementation is under test.
+- Tests marked `project_only` verify the project model's extras beyond the contract (ValueError
+  messages, generate, estimate_flops); they are deselected when another implementation is under
+  test, unless `--with-extras` says it is a copy of nanochat/gpt.py (the mutation runner's mutants).
+- Tests marked `tooling` verify the project's tools, not the model; they run only on the
+  project's own implementation.
 - `--prioritize-component KEY` runs the tests of one component first (the mutation runner's
   fast path together with -x).
 - `--outcomes PATH` writes every test's outcome, sub-components and docstring as JSON; the
@@ -33,6 +36,8 @@ def pytest_addoption(parser):
     group.addoption("--gpt-impl", default=DEFAULT_IMPL, metavar="PATH_OR_MODULE",
                     help="contract implementation to verify: a .py path or a dotted module name "
                          f"(default: {DEFAULT_IMPL})")
+    group.addoption("--with-extras", action="store_true",
+                    help="the implementation is a copy of nanochat/gpt.py: also run the project_only tests")
     group.addoption("--prioritize-component", default=None, metavar="KEY",
                     help="run the tests of this component (or sub-component) first")
     group.addoption("--outcomes", default=None, metavar="PATH",
@@ -89,10 +94,11 @@ def pytest_collection_modifyitems(session, config, items):
         raise pytest.UsageError("tests with a missing or unknown component ID:\n" + "\n".join(problems))
 
     if not is_own_implementation(config.stash[IMPL_KEY]):
-        deselected = [item for item in items if item.get_closest_marker("project_only")]
+        skipped_markers = {"tooling"} | (set() if config.getoption("with_extras") else {"project_only"})
+        deselected = [item for item in items if any(item.get_closest_marker(m) for m in skipped_markers)]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
-            items[:] = [item for item in items if not item.get_closest_marker("project_only")]
+            items[:] = [item for item in items if item not in deselected]
 
     first = config.getoption("prioritize_component")
     if first:

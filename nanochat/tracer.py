@@ -19,8 +19,11 @@ Names, per block i (prefix transformer.h.i):
     attn.q_rope, attn.k_rope            after RoPE
     attn.q_norm, attn.k_norm            after QK norm
     attn.sdpa_q, attn.sdpa_k, attn.sdpa_v, attn.sdpa_out
-                                        (B, H, T, D) at scaled dot-product attention, if the
-                                        implementation calls torch's
+                                        (B, H, T, D), k and v (B, Hkv, T, D), at torch's scaled
+                                        dot-product attention. An implementation that computes
+                                        attention by hand gets (B, heads, T, D) views of its
+                                        observed q_norm, k_norm, v and heads_concat instead, and
+                                        those names are listed in cache.derived
     attn.heads_concat, attn.output      (B, T, C) into and out of c_proj
     mlp.input, mlp.fc, mlp.act, mlp.output
                                         norm(x), c_fc output (B, T, 4C), ReLU² output, c_proj output
@@ -50,18 +53,35 @@ class TensorStats:
     rms: float
     zero_fraction: float
 
+    # elements reduced at a time: bounded temporaries for big tensors (the embedding gradient of the
+    # 561M model has 84M elements), and no float64 copy of a float32 tensor
+    CHUNK = 1 << 22
+
     @classmethod
     def of(cls, t):
-        x = t.detach().double()
+        x = t.detach().reshape(-1)
         n = x.numel()
+        shape, dtype = tuple(t.shape), str(t.dtype).removeprefix("torch.")
+        if n == 0:
+            return cls(shape, dtype, math.nan, 0.0, math.nan, math.nan, math.nan, math.nan)
+        parts, lows, highs, zeros = [], [], [], 0
+        for chunk in x.split(cls.CHUNK):
+            c = chunk if chunk.dtype in (torch.float32, torch.float64) else chunk.double()
+            var, mean = torch.var_mean(c, correction=0)  # one pass per chunk
+            parts.append((c.numel(), mean.item(), var.item()))
+            low, high = torch.aminmax(c)
+            lows.append(low)
+            highs.append(high)
+            zeros += c.numel() - torch.count_nonzero(c).item()
+        # combine the chunks' means and variances exactly (Chan, Golub & LeVeque 1979), in float64
+        mean = sum(k * m for k, m, _ in parts) / n
+        squared_deviations = sum(k * (v + (m - mean) ** 2) for k, m, v in parts)
         return cls(
-            shape=tuple(t.shape), dtype=str(t.dtype).removeprefix("torch."),
-            mean=x.mean().item() if n else math.nan,
-            std=x.std().item() if n > 1 else 0.0,
-            min=x.min().item() if n else math.nan,
-            max=x.max().item() if n else math.nan,
-            rms=x.square().mean().sqrt().item() if n else math.nan,
-            zero_fraction=(x == 0).double().mean().item() if n else math.nan,
+            shape=shape, dtype=dtype, mean=mean,
+            std=math.sqrt(squared_deviations / (n - 1)) if n > 1 else 0.0,
+            # torch's min/max over the chunk results, so that a NaN anywhere propagates
+            min=torch.stack(lows).min().item(), max=torch.stack(highs).max().item(),
+            rms=math.sqrt(squared_deviations / n + mean ** 2), zero_fraction=zeros / n,
         )
 
 
@@ -74,6 +94,9 @@ class ActivationCache(Mapping):
         self.grads = {}  # parameter name -> gradient, snapshot when the trace ends
         self.calls = Counter()  # name -> how many times it was recorded (the latest value is kept)
         self.attention_calls = {}  # "transformer.h.i.attn" -> kwargs of its last SDPA call
+        # names whose tensors were not seen at a call but laid out from observed ones (the sdpa_*
+        # views of an implementation without an SDPA call); everything else was observed
+        self.derived = set()
 
     def __getitem__(self, name):
         return self._tensors[name]
@@ -87,6 +110,11 @@ class ActivationCache(Mapping):
     def _store(self, name, tensor):
         self._tensors[name] = tensor.detach()
         self.calls[name] += 1
+        self.derived.discard(name)
+
+    def _store_derived(self, name, tensor):
+        self._store(name, tensor)
+        self.derived.add(name)
 
     def stats(self, name):
         return TensorStats.of(self._tensors[name])
@@ -114,7 +142,7 @@ def trace(model):
     impl = inspect.getmodule(type(model))
     cache = ActivationCache(model)
     handles, patches = [], []
-    state = {"attn": None, "rope": 0, "norm": 0, "idx_shape": None}
+    state = {"attn": None, "rope": 0, "norm": 0, "sdpa": False, "idx_shape": None}
 
     def save_output(name, heads=None):
         def hook(module, args, output):
@@ -137,7 +165,7 @@ def trace(model):
 
     def enter_attention(prefix):
         def hook(module, args):
-            state.update(attn=prefix, rope=0, norm=0)
+            state.update(attn=prefix, rope=0, norm=0, sdpa=False)
             cache._store(f"{prefix}.input", args[0])
         return hook
 
@@ -145,7 +173,23 @@ def trace(model):
         def hook(module, args, output):
             state["attn"] = None
             cache._store(f"{prefix}.output", output)
+            if not state["sdpa"]:
+                lay_out_attention_core(prefix)
         return hook
+
+    def lay_out_attention_core(prefix):
+        # No call to torch's SDPA in this forward: the attention was computed by hand. What entered
+        # it are the observed q_norm, k_norm, v, and what left it is the observed heads_concat; store
+        # them in SDPA's (B, heads, T, D) layout under the sdpa_* names, marked as derived.
+        # (Layout only, no arithmetic; with a KV-cache prefix the real k and v would be longer.)
+        sources = {"sdpa_q": "q_norm", "sdpa_k": "k_norm", "sdpa_v": "v", "sdpa_out": "heads_concat"}
+        seen = {name: cache._tensors.get(f"{prefix}.{src}") for name, src in sources.items()}
+        if any(t is None for t in seen.values()):
+            return
+        concat = seen["sdpa_out"]
+        seen["sdpa_out"] = concat.reshape(*concat.shape[:-1], H, D)
+        for name, t in seen.items():
+            cache._store_derived(f"{prefix}.{name}", t.transpose(1, 2))
 
     def which(x, names, counter):
         # q or k? match the storage the tensor came from, else the order of the calls (q first)
@@ -181,6 +225,7 @@ def trace(model):
             out = original(q, k, v, *args, **kwargs)
             p = state["attn"]
             if p is not None:
+                state["sdpa"] = True
                 for name, t in (("sdpa_q", q), ("sdpa_k", k), ("sdpa_v", v), ("sdpa_out", out)):
                     cache._store(f"{p}.{name}", t)
                 cache.attention_calls[p] = {k_: v_ for k_, v_ in kwargs.items() if k_ != "attn_mask"} | {

@@ -9,13 +9,14 @@ import pytest
 
 from nanochat.contract import ContractError, load_implementation
 
-pytestmark = [pytest.mark.component("contract.loading"), pytest.mark.project_only]
+pytestmark = [pytest.mark.component("contract.loading"), pytest.mark.tooling]
 REFERENCE = Path(__file__).with_name("reference_gpt.py").resolve()
 INI = textwrap.dedent("""
     [pytest]
     markers =
         component(*ids): sub-components verified
         project_only: project extras
+        tooling: project tools
 """)
 
 
@@ -59,7 +60,8 @@ def suite(pytester):
 
     def run(source, *args):
         pytester.makepyfile(test_sample=textwrap.dedent(source))
-        return pytester.runpytest_inprocess("-p", "nanochat.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:cov", *args)
+        return pytester.runpytest_inprocess("-p", "nanochat.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                            "-p", "no:randomly", *args)
     return run
 
 
@@ -82,8 +84,8 @@ def test_an_unknown_component_id_stops_the_run(suite):
     result.stderr.fnmatch_lines(["*unknown component ID 'attention.qk_nrom'; known: *attention.qk_norm*"])
 
 
-def test_project_only_tests_are_deselected_for_another_implementation(suite):
-    """Under --gpt-impl another.py the project's own extras are deselected, the contract tests run."""
+def test_project_only_and_tooling_tests_are_deselected_for_another_implementation(suite):
+    """Under --gpt-impl another.py only the contract tests run; --with-extras (a copy of gpt.py) adds the model extras."""
     source = """
         import pytest
         @pytest.mark.component("rope")
@@ -93,9 +95,14 @@ def test_project_only_tests_are_deselected_for_another_implementation(suite):
         @pytest.mark.component("contract.validation")
         def test_extra():
             pass
+        @pytest.mark.tooling
+        @pytest.mark.component("tooling.tracer")
+        def test_tool():
+            pass
     """
-    suite(source).assert_outcomes(passed=2)
-    suite(source, f"--gpt-impl={REFERENCE}").assert_outcomes(passed=1, deselected=1)
+    suite(source).assert_outcomes(passed=3)
+    suite(source, f"--gpt-impl={REFERENCE}").assert_outcomes(passed=1, deselected=2)
+    suite(source, f"--gpt-impl={REFERENCE}", "--with-extras").assert_outcomes(passed=2, deselected=1)
 
 
 def test_a_missing_implementation_is_a_usage_error(suite):

@@ -15,7 +15,7 @@ from nanochat import components as table
 from nanochat import coverage
 from nanochat.coverage import FAILED, MISSING, PASSED, Outcome, subcomponent_status
 
-pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.project_only]
+pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.tooling]
 ROOT = Path(__file__).resolve().parent.parent
 
 

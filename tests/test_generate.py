@@ -44,3 +44,10 @@ def test_the_seed_makes_sampling_reproducible(model):
     a = list(model.generate([3], 12, seed=1))
     assert a == list(model.generate([3], 12, seed=1))
     assert a != list(model.generate([3], 12, seed=2))
+
+
+def test_a_temperature_near_zero_samples_the_argmax(model):
+    """Logits are divided by the temperature: at 1e-4 sampling becomes greedy, at 1 it does not."""
+    greedy = list(model.generate([6, 1], 12, temperature=0))
+    assert list(model.generate([6, 1], 12, temperature=1e-4, seed=3)) == greedy
+    assert list(model.generate([6, 1], 12, temperature=1.0, seed=3)) != greedy

@@ -85,7 +85,7 @@ def test_rejected_input_leaves_the_kv_cache_untouched(model, config):
     with pytest.raises(ValueError, match="token ids"):
         model(torch.tensor([[4, 999]]), kv_cache=cache)
     assert cache.get_pos() == 3
-    torch.testing.assert_close(cache.kv_cache, snapshot, rtol=0, atol=0)
+    torch.testing.assert_close(cache.kv_cache, snapshot, rtol=0, atol=0, equal_nan=True)  # unwritten slots are uninitialised
 
 
 def test_decoding_past_the_rotary_cache_is_rejected(model, config):
