@@ -200,25 +200,18 @@ def trace(model):
                 return name
         return names[min(state[counter], 1)]
 
-    def rope_wrapper(original):
-        def apply_rotary_emb(x, *args, **kwargs):
+    def capture_in_attention(original, inputs, outputs, counter):
+        # wrap norm or apply_rotary_emb: inside an attention call, store the result under the name
+        # of what went in (q -> q_rope, k_rope -> k_norm, ...); elsewhere just pass through
+        def wrapper(x, *args, **kwargs):
             out = original(x, *args, **kwargs)
             if state["attn"] is not None:
-                name = {"q": "q_rope", "k": "k_rope"}[which(x, ("q", "k"), "rope")]
+                name = dict(zip(inputs, outputs))[which(x, inputs, counter)]
                 cache._store(f"{state['attn']}.{name}", out)
-                state["rope"] += 1
+                state[counter] += 1
             return out
-        return apply_rotary_emb
-
-    def norm_wrapper(original):
-        def norm(x, *args, **kwargs):
-            out = original(x, *args, **kwargs)
-            if state["attn"] is not None:
-                name = {"q_rope": "q_norm", "k_rope": "k_norm"}[which(x, ("q_rope", "k_rope"), "norm")]
-                cache._store(f"{state['attn']}.{name}", out)
-                state["norm"] += 1
-            return out
-        return norm
+        wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
+        return wrapper
 
     def sdpa_wrapper(original):
         def scaled_dot_product_attention(q, k, v, *args, **kwargs):
@@ -281,8 +274,8 @@ def trace(model):
             ]
         handles.append(model.lm_head.register_forward_pre_hook(save_input("lm_head.input")))
         handles.append(model.lm_head.register_forward_hook(save_output("lm_head.output")))
-        patch(impl, "apply_rotary_emb", rope_wrapper)
-        patch(impl, "norm", norm_wrapper)
+        patch(impl, "apply_rotary_emb", lambda f: capture_in_attention(f, ("q", "k"), ("q_rope", "k_rope"), "rope"))
+        patch(impl, "norm", lambda f: capture_in_attention(f, ("q_rope", "k_rope"), ("q_norm", "k_norm"), "norm"))
         # torch's functions, wherever the implementation looks them up (F.x, or x imported by name)
         for attr, make in (("scaled_dot_product_attention", sdpa_wrapper), ("cross_entropy", cross_entropy_wrapper)):
             original = getattr(F, attr)

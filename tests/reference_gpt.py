@@ -149,9 +149,8 @@ class Block(nn.Module):
 
     def forward(self, x, cos_sin, kv_cache=None):
         # pre-norm: the branches see norm(x), the residual stream itself is left unnormalised
-        x = x + self.attn(norm(x), cos_sin, kv_cache)
-        x = x + self.mlp(norm(x))
-        return x
+        after_attention = x + self.attn(norm(x), cos_sin, kv_cache)
+        return after_attention + self.mlp(norm(after_attention))
 
 
 class GPT(nn.Module):
