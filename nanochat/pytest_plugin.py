@@ -95,10 +95,13 @@ def pytest_collection_modifyitems(session, config, items):
 
     if not is_own_implementation(config.stash[IMPL_KEY]):
         skipped_markers = {"tooling"} | (set() if config.getoption("with_extras") else {"project_only"})
-        deselected = [item for item in items if any(item.get_closest_marker(m) for m in skipped_markers)]
+        kept, deselected = [], []
+        for item in items:
+            skip = any(item.get_closest_marker(m) for m in skipped_markers)
+            (deselected if skip else kept).append(item)
         if deselected:
             config.hook.pytest_deselected(items=deselected)
-            items[:] = [item for item in items if item not in deselected]
+            items[:] = kept
 
     first = config.getoption("prioritize_component")
     if first:
