@@ -24,14 +24,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RUN_LIMIT = 1800  # seconds: a suite that hangs ends the benchmark instead of the machine's patience
+
+
 def run(args, tmp, name):
     outcomes = Path(tmp) / f"{name}.json"
     env = dict(os.environ, COVERAGE_FILE=str(Path(tmp) / f".coverage.{name}"))
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"--outcomes={outcomes}", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               f"--outcomes={outcomes}", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=RUN_LIMIT)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"{name}: the suite ran longer than {RUN_LIMIT} s and was stopped")
     seconds = time.perf_counter() - started
     data = json.loads(outcomes.read_text())
+    if not data.get("complete"):
+        sys.exit(f"{name}: not a complete run of the suite ({'; '.join(data.get('incomplete', []))})")
     counts = {}
     for test in data["tests"].values():
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1

@@ -1,11 +1,14 @@
 """
-The component table: the 12 components and 26 sub-components of the seed document, plus the
+The component table: the 12 components and 26 sub-components of the seed document, the modern
+components of nanochat 92d63d4 (rows 13-18, present when the architecture card has them), and the
 supporting areas beyond it (inference, the contract, the project's tools).
 
 Every test carries `@pytest.mark.component(ID, ...)` with IDs from here. An ID is either a
 sub-component (`attention.qk_norm`) or a whole component (`rmsnorm`), which stands for all of its
 sub-components. `code` names the functions and classes of a contract implementation that implement
-the component; the coverage report turns them into line references from the live source.
+the component; the coverage report turns them into line references from the live source ("a|b":
+the first of these names that the implementation defines). Titles may hold `{field}`s of the
+architecture card (nanochat/architecture.py), filled in by `title_for`.
 """
 
 from dataclasses import dataclass
@@ -16,6 +19,9 @@ class SubComponent:
     id: str
     title: str
 
+    def title_for(self, card):
+        return fill(self.title, card)
+
 
 @dataclass(frozen=True)
 class Component:
@@ -24,17 +30,26 @@ class Component:
     title: str
     subcomponents: tuple[SubComponent, ...]
     code: tuple[str, ...]  # qualified names in the implementation module, e.g. "GPT.forward"
+    feature: str | None = None  # a modern component: the card feature it is (absent: not applicable)
 
 
-def _c(key, number, title, subs, code):
-    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code))
+def _c(key, number, title, subs, code, feature=None):
+    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), feature)
+
+
+def fill(text, card):
+    """A title with the card's values: {softcap}, {rope_base}, {mlp_ratio}, {pattern}, {gate_scale}..."""
+    if card is None:
+        return text
+    values = {**vars(card), **card.sliding_window, **card.value_embeddings, **card.smear, **card.padded_vocab}
+    return text.format(**values)
 
 
 COMPONENTS = (
     _c("embedding", 1, "Token embeddings (wte)", [("wte", "token ids to vectors, normalized")],
        ["GPT.__init__", "GPT.forward"]),
-    _c("rope", 2, "Positional embeddings (RoPE)", [("rotary", "rotation by position, base 10000")],
-       ["apply_rotary_emb", "precompute_rotary"]),
+    _c("rope", 2, "Positional embeddings (RoPE)", [("rotary", "rotation by position, base {rope_base:g}")],
+       ["apply_rotary_emb", "precompute_rotary|GPT._precompute_rotary_embeddings"]),
     _c("block_stack", 3, "Stack of Block layers", [("layers", "n_layer blocks applied in order")],
        ["GPT.__init__", "GPT.forward"]),
     _c("block", 4, "Block architecture", [
@@ -59,20 +74,47 @@ COMPONENTS = (
         ("final", "before the LM head"),
     ], ["norm", "Block.forward", "GPT.forward"]),
     _c("mlp", 7, "MLP", [
-        ("fc", "expansion to 4 x n_embd"),
+        ("fc", "expansion to {mlp_ratio} x n_embd"),
         ("relu2", "ReLU² activation"),
         ("projection", "projection back to n_embd"),
     ], ["MLP"]),
-    _c("lm_head", 8, "Language modeling head", [("untied_softcap", "untied projection, 15*tanh(x/15) softcap")],
+    _c("lm_head", 8, "Language modeling head",
+       [("untied_softcap", "untied projection, {softcap:g}*tanh(x/{softcap:g}) softcap in {logits_dtype}")],
        ["GPT.forward"]),
     _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
        ["GPT.forward"]),
-    _c("scaling", 10, "Model scaling (561M target)", [("parameter_count", "closed-form parameter counts")],
-       ["GPT.__init__", "GPT.estimate_flops"]),
+    _c("scaling", 10, "Model scaling ({target_millions}M target)",
+       [("parameter_count", "closed-form parameter counts")], ["GPT.__init__", "GPT.estimate_flops"]),
     _c("loss", 11, "Loss computation", [("cross_entropy", "cross-entropy with ignore_index=-1")],
        ["GPT.forward"]),
     _c("gradients", 12, "Gradient flow", [("backward", "which parameters receive gradient, and when")],
        ["GPT.init_weights"]),
+    # the modern components of nanochat 92d63d4 (features of the card; our gpt.py: config options)
+    _c("sliding_window", 13, "Sliding-window attention", [
+        ("window_sizes", "per-layer windows from the pattern {pattern}, the last layer long"),
+        ("keys", "a query sees itself and the W keys before it"),
+        ("decoding", "cached decoding equals the full forward past the window"),
+    ], ["GPT._compute_window_sizes|window_sizes", "CausalSelfAttention"], feature="sliding_window"),
+    _c("value_embeddings", 14, "Value embeddings", [
+        ("layers", "on alternating layers, the last one included"),
+        ("gate", "{gate_scale:g}*sigmoid(ve_gate(x[..., :{gate_channels}])) per kv head"),
+        ("mixing", "the gated value embedding added to V"),
+    ], ["has_ve", "CausalSelfAttention.forward"], feature="value_embeddings"),
+    _c("lambdas", 15, "Residual and x0 lambdas", [
+        ("init", "per-layer init schedules"),
+        ("application", "x = resid_lambda*x + x0_lambda*x0 before each block"),
+    ], ["GPT.init_weights", "GPT.forward"], feature="lambdas"),
+    _c("smear", 16, "Smear", [
+        ("mixing", "the previous token's embedding, gated by x[..., :{channels}]"),
+        ("causality", "no position sees a later token"),
+    ], ["GPT.forward"], feature="smear"),
+    _c("backout", 17, "Backout", [
+        ("subtraction", "a learned share of the mid-stack residual subtracted before the final norm"),
+    ], ["GPT.forward"], feature="backout"),
+    _c("padded_vocab", 18, "Padded vocabulary", [
+        ("logits", "logits sliced back to vocab_size"),
+        ("parameters", "embedding rows padded to a multiple of {multiple}"),
+    ], ["GPT.__init__", "GPT.forward"], feature="padded_vocab"),
 )
 
 SUPPORTING = (
@@ -80,6 +122,9 @@ SUPPORTING = (
         ("kv_cache", "incremental decoding equals one full forward"),
         ("generate", "sampling stream"),
     ], ["GPT.generate"]),
+    _c("flash_cache", None, "Inference: flash-attention-style KV cache", [
+        ("layout", "(L, B, T, H_kv, D) storage, cache_seqlens, advance after the last layer"),
+    ], [], feature="flash_kv_cache"),
     _c("contract", None, "The implementation contract", [
         ("validation", "bad input raises ValueError naming the value"),
         ("oracle", "agreement with the naive reference implementation"),
@@ -113,12 +158,13 @@ HIGHLIGHTS = (
               ("attention.gqa",)),
     Highlight("Causal masking", "position t attends to positions <= t only", ("attention.causal_mask",)),
     Highlight("Untied embeddings", "wte and lm_head are separate weights", ("lm_head",), "untied"),
-    Highlight("ReLU² activation", "relu(x)**2 in a 4x MLP", ("mlp.relu2",)),
-    Highlight("Logit softcapping", "15 * tanh(logits / 15)", ("lm_head",), "15"),
+    Highlight("ReLU² activation", "relu(x)**2 in a {mlp_ratio}x MLP", ("mlp.relu2",)),
+    Highlight("Logit softcapping", "{softcap:g} * tanh(logits / {softcap:g})", ("lm_head",), "softcap"),
     Highlight("No bias terms", "every linear layer is bias-free", ("mlp", "attention", "lm_head"), "bias"),
 )
 
 ALL = COMPONENTS + SUPPORTING
+SEED_COMPONENTS = tuple(c for c in COMPONENTS if c.feature is None)  # the seed document's 12 rows
 SUBCOMPONENTS = {s.id: s for c in ALL for s in c.subcomponents}
 BY_KEY = {c.key: c for c in ALL}
 

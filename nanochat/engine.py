@@ -21,9 +21,11 @@ class KVCache:
         self.seq_len = seq_len  # initial capacity in positions; grows on demand
         self.kv_cache = None  # (num_layers, 2, B, H_kv, capacity, D), allocated on first insert
         self.pos = 0
+        self.prev_embedding = None  # the smear's previous position, for the next chunk
 
     def reset(self):
         self.pos = 0
+        self.prev_embedding = None
 
     def get_pos(self):
         return self.pos
@@ -60,3 +62,34 @@ class KVCache:
                             dtype=self.kv_cache.dtype, device=self.kv_cache.device)
         grown[..., :self.kv_cache.size(4), :] = self.kv_cache
         self.kv_cache = grown
+
+
+class FlashKVCache:
+    """The key/value cache in flash-attention's layout (nanochat 92d63d4): per layer (B, T_max, H_kv, D),
+    preallocated, written in place by the attention at `cache_seqlens`; the last layer advances it."""
+
+    def __init__(self, batch_size, num_heads, seq_len, head_dim, num_layers, device=None, dtype=None):
+        sizes = dict(batch_size=batch_size, num_heads=num_heads, seq_len=seq_len, head_dim=head_dim,
+                     num_layers=num_layers)
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"FlashKVCache {name} must be a positive integer, got {value!r}")
+        self.batch_size, self.max_seq_len, self.n_layers = batch_size, seq_len, num_layers
+        shape = (num_layers, batch_size, seq_len, num_heads, head_dim)
+        self.k_cache = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
+        self.v_cache = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
+        self.cache_seqlens = torch.zeros(batch_size, dtype=torch.int32, device=device)
+        self.prev_embedding = None  # the smear's previous position, for the next chunk
+
+    def reset(self):
+        self.cache_seqlens.zero_()
+        self.prev_embedding = None
+
+    def get_pos(self):
+        return int(self.cache_seqlens[0])
+
+    def get_layer_cache(self, layer_idx):
+        return self.k_cache[layer_idx], self.v_cache[layer_idx]
+
+    def advance(self, num_tokens):
+        self.cache_seqlens += num_tokens

@@ -18,11 +18,16 @@ Run it from anywhere: the runs happen in the project root, so paths after `--` a
 
 Statuses: `killed`, `survived`, `equivalent` (no test of the contract can detect it; not run, not
 scored), `harness_error` (the copy failed to import, pytest could not run, crashed or timed out:
-never a kill) and `not_applicable` (the mutant's target text is not in another implementation).
+never a kill), `not_applicable` (the mutant's target text is not in another implementation),
+`stale` (its target text is no longer in the project's own nanochat/gpt.py, e.g. after an
+architecture change: the catalog entry needs updating; the other mutants still run) and `not_run`
+(the control failed, so nothing was scored).
 The score is killed / total, total = the mutants that were run (killed + survived + harness_error).
-Exit status: 1 if any mutant survives, else 2 on a harness error or a failing control run, else 0.
+Exit status: 1 if any mutant survives, else 2 on a harness error, a failing control run or a usage
+error, else 3 if a mutant is stale (the catalog needs attention), else 0.
 
-How it runs: an unmutated copy (the *control*) must pass the suite, else nothing is scored. Every
+How it runs: an unmutated copy (the *control*) must pass the suite, else nothing is scored (with
+--json, the result then says `"control": "failed"` and why, so that the report can say so). Every
 run is `pytest -x --gpt-impl COPY --prioritize-component ID`, so it stops at the first failure
 and starts with the tests of the component the mutant breaks. A copy is "another implementation"
 to the suite's plugin, so `project_only` tests do not run against it: a bug in a project-only
@@ -31,9 +36,10 @@ forks a child per mutant (single-threaded when --jobs > 1); elsewhere, or once t
 threads that fork would not copy safely, each run is a fresh `python -m pytest` subprocess.
 
 `--json PATH` writes the deterministic result for the generated COVERAGE.md (sorted by name, no
-timings, no temporary paths): {"target", "control": "passed", "pytest_args", "mutants": [{"name",
-"component", "description", "status", "killed_by"}], "totals": {each status, "total"}}. It is not
-written when the control fails.
+timings, no temporary paths): {"fingerprint", "target", "control": "passed" or "failed",
+"control_failure", "pytest_args", "mutants": [{"name", "component", "description", "status",
+"killed_by"}], "totals": {each status, "total"}}. The fingerprint is that of the sources the run
+started from (nanochat.cli.tree_fingerprint); a run during which they changed writes nothing.
 
 Adding a mutant: append an entry to MUTANTS in nanochat/mutants.py with a short snake_case name,
 the component key or sub-component ID (nanochat/components.py) it breaks, a one-line description
@@ -60,12 +66,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanochat.cli import PROJECT_ROOT, OneLineParser, positive_float, source_checkout_problem, tree_fingerprint, unwritable
 from nanochat.components import expand
 from nanochat.mutants import MUTANTS, NotApplicable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OWN_IMPL = PROJECT_ROOT / "nanochat" / "gpt.py"
-STATUSES = ("killed", "survived", "equivalent", "harness_error", "not_applicable")
+STATUSES = ("killed", "survived", "equivalent", "harness_error", "not_applicable", "stale", "not_run")
+DEFAULT_CONTROL_LIMIT = 900  # seconds for the control run when no --timeout is given
 EXIT_NAMES = {0: "all tests passed", 1: "tests failed", 2: "interrupted (a collection error?)",
               3: "pytest internal error", 4: "pytest usage error (did the copy import?)", 5: "no tests collected"}
 TIMED_OUT = "timeout"  # the exit "code" of a run that was killed for running too long
@@ -111,19 +118,30 @@ def resolve_target(spec):
     return path, path == OWN_IMPL
 
 
+def apply_mutant(mutant, source):
+    """The one place a catalog entry is applied to a source text (the mutants may come to need more
+    than the text, e.g. the architecture card the texts are written for)."""
+    return mutant.apply(source)
+
+
 def mutate(mutant, source, own_target):
-    """The mutant's source, or None with the reason if it does not apply to this implementation.
-    For the project's own gpt.py, a mutant that does not apply (or does not compile) is a catalog bug."""
+    """(the mutant's source, "") or (None, the reason) when it does not apply to this implementation.
+    Not applying to another implementation is expected; to the project's own gpt.py it means the
+    catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     try:
-        mutated = mutant.apply(source)
+        mutated = apply_mutant(mutant, source)
         if mutated == source:
             raise NotApplicable(f"mutant {mutant.name} leaves the source unchanged")
         compile(mutated, f"<mutant {mutant.name}>", "exec")
         return mutated, ""
     except (NotApplicable, SyntaxError) as e:
-        if own_target:
-            raise HarnessFailure(f"catalog bug: {e} (in nanochat/gpt.py; fix the entry in nanochat/mutants.py)") from e
         return None, str(e)
+
+
+def catalog_status(own_target):
+    """The status of a mutant that does not apply: stale in the project's own model, whose catalog
+    it is; simply not applicable to another implementation."""
+    return "stale" if own_target else "not_applicable"
 
 
 def diff(mutant, source, target_name):
@@ -278,13 +296,15 @@ class Task:
 def run_tasks(tasks, workdir, jobs, extra, timeout, control_limit, on_done, use_fork=None):
     """Run every task's pytest, at most `jobs` at a time; call on_done(task, exit_code, outcomes, seconds).
 
-    The first task is the control. Until it finishes, the other runs are limited only by
-    control_limit; afterwards by `timeout` or, if None, 3 x the control's time + 30 s."""
+    The first task is the control, limited by `timeout` if given, else by control_limit. Until it
+    finishes, the other runs are limited by the same; afterwards by `timeout` or, if None, 3 x the
+    control's time + 30 s."""
     threads = 1 if jobs > 1 else None
     if use_fork is None:
         use_fork = hasattr(os, "fork") and sys.platform.startswith("linux")
     pending, running = list(tasks), {}
-    limit = timeout or control_limit
+    control_limit = timeout or control_limit
+    limit = control_limit
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -325,13 +345,18 @@ def log_tail(path, lines=15):
 
 
 class ControlFailed(HarnessFailure):
-    pass
+    """The unmutated copy does not pass the suite. `results`: every mutant, `not_run` unless it is
+    equivalent, stale or not applicable; `reason`: the failing test or what went wrong, in one line."""
+
+    def __init__(self, message, results=(), reason=""):
+        super().__init__(message)
+        self.results, self.reason = list(results), reason
 
 
-def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control_limit=900,
+def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control_limit=DEFAULT_CONTROL_LIMIT,
                 workdir=None, progress=None, use_fork=None, runner=None):
     """Run the control and every mutant; return the Results in catalog order. Raises HarnessFailure
-    for a bad target or a catalog bug, ControlFailed if the unmutated copy does not pass the suite.
+    for a bad target, ControlFailed if the unmutated copy does not pass the suite.
     `runner` replaces run_tasks (the tests use it to script outcomes without running pytest)."""
     source_path, own = resolve_target(target_spec)
     source = source_path.read_text()
@@ -351,7 +376,7 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 continue
             mutated, reason = mutate(m, source, own)
             if mutated is None:
-                result.status, result.detail = "not_applicable", reason
+                result.status, result.detail = catalog_status(own), reason
                 continue
             copy = workdir / f"{m.name}.py"
             copy.write_text(mutated)
@@ -366,8 +391,11 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 status, killed_by, detail = classify(code, outcomes, seconds)
                 if status != "survived":
                     why = f"the failing test is {killed_by}" if killed_by else detail
+                    for r in results.values():
+                        r.status = r.status or "not_run"
                     raise ControlFailed(f"the unmutated copy of {target_spec} does not pass the suite: {why}\n"
-                                        f"{log_tail(workdir / f'{task.name}.log')}")
+                                        f"{log_tail(workdir / f'{task.name}.log')}",
+                                        [results[m.name] for m in mutants], why.splitlines()[0])
                 if progress:
                     progress(None, seconds, len(tasks) - 1)
                 return
@@ -395,13 +423,15 @@ def totals(results):
     return {**counts, "total": counts["killed"] + counts["survived"] + counts["harness_error"]}
 
 
-def to_json(results, target, extra=(), fingerprint=None):
+def to_json(results, target, extra=(), fingerprint=None, control_failure=None):
     """The machine-readable result: deterministic (sorted by name, no timings, no temp paths).
-    `fingerprint` identifies the sources it was run on, so a report can refuse stale results."""
+    `fingerprint` identifies the sources it was run on, so a report can refuse stale results;
+    `control_failure` says why the unmutated copy failed the suite (then nothing is scored)."""
     data = {
         "fingerprint": fingerprint,
         "target": target,
-        "control": "passed",  # else nothing is scored and no JSON is written
+        "control": "failed" if control_failure else "passed",
+        "control_failure": control_failure,
         "pytest_args": list(extra),
         "mutants": [r.as_json() for r in sorted(results, key=lambda r: r.name)],
         "totals": totals(results),
@@ -412,7 +442,9 @@ def to_json(results, target, extra=(), fingerprint=None):
 def exit_status(results):
     if any(r.status == "survived" for r in results):
         return 1
-    return 2 if any(r.status == "harness_error" for r in results) else 0
+    if any(r.status == "harness_error" for r in results):
+        return 2
+    return 3 if any(r.status == "stale" for r in results) else 0
 
 
 def escape(text):
@@ -422,7 +454,7 @@ def escape(text):
 
 
 STYLE = {"killed": "green", "survived": "bold red", "equivalent": "dim", "harness_error": "bold yellow",
-         "not_applicable": "dim"}
+         "not_applicable": "dim", "stale": "bold yellow", "not_run": "dim"}
 
 
 def results_table(results, title):
@@ -452,15 +484,29 @@ def catalog_table(mutants):
 # ---- command line -------------------------------------------------------------------------------
 
 def load_catalog(spec):
-    """MUTANTS of another catalog module (a .py path or dotted name), e.g. a fork's own mutants."""
+    """MUTANTS of another catalog module (a .py path or dotted name), e.g. a fork's own mutants;
+    HarnessFailure in one line when it cannot be loaded."""
     from nanochat.contract import is_path
-    if is_path(spec):
-        module_spec = importlib.util.spec_from_file_location("_mutation_catalog", Path(spec).resolve())
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(spec)
-    return tuple(module.MUTANTS)
+    try:
+        if is_path(spec):
+            path = Path(spec).resolve()
+            if not path.is_file():
+                raise HarnessFailure(f"--catalog {spec!r}: no such file")
+            module_spec = importlib.util.spec_from_file_location("_mutation_catalog", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(spec)
+        return tuple(module.MUTANTS)
+    except HarnessFailure:
+        raise
+    except ModuleNotFoundError as e:
+        raise HarnessFailure(f"--catalog {spec!r}: no importable module of that name ({e}); "
+                             "name a .py file or a dotted module that defines MUTANTS") from None
+    except AttributeError:
+        raise HarnessFailure(f"--catalog {spec!r} defines no MUTANTS") from None
+    except Exception as e:  # noqa: BLE001 - a user's catalog may raise anything at import
+        raise HarnessFailure(f"--catalog {spec!r}: importing it failed: {type(e).__name__}: {e}") from None
 
 
 def check_catalog(mutants):
@@ -480,39 +526,78 @@ def check_catalog(mutants):
             raise HarnessFailure(f"catalog bug: mutant {m.name} needs a one-line description")
 
 
+def _names(text):
+    """An --only list: comma-separated mutant names, at least one."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"names no mutant ({text!r}); give NAME[,NAME...], see --list")
+    return names
+
+
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
 def parse_args(argv):
     argv = list(argv)
     extra = []
     if "--" in argv:  # everything after -- goes to pytest unchanged
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="python -m nanochat.mutation",
-                                     description="Run the mutant catalog against the test suite.",
-                                     epilog="Arguments after -- are passed to pytest (run in the project root).")
+    parser = OneLineParser(prog="python -m nanochat.mutation",
+                           description="Run the mutant catalog against the test suite.",
+                           epilog="Arguments after -- are passed to pytest (run in the project root). Exit status: "
+                                  "0 every mutant killed, 1 a survivor, 2 a harness error, failing control or usage "
+                                  "error, 3 a stale mutant (the catalog needs attention), 130 interrupted.")
     parser.add_argument("--gpt-impl", default="nanochat.gpt", metavar="PATH_OR_MODULE",
                         help="implementation to mutate (default: nanochat.gpt)")
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--diff", metavar="NAME", help="print one mutant as a diff of the target and exit")
-    parser.add_argument("--only", metavar="NAME[,NAME]", help="run only these mutants")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel runs (default 2)")
+    parser.add_argument("--only", type=_names, metavar="NAME[,NAME]", help="run only these mutants")
+    parser.add_argument("--jobs", type=_jobs, default=2, metavar="N", help="parallel runs (default 2)")
     parser.add_argument("--json", metavar="PATH", help="write the deterministic result here")
-    parser.add_argument("--timeout", type=float, default=None, metavar="S",
-                        help="per-mutant limit in seconds (default: 3 x the control's run time + 30)")
+    parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                        help="limit in seconds for each run, the control's included (default: "
+                             f"{DEFAULT_CONTROL_LIMIT} s for the control, then 3 x its run time + 30 per mutant)")
     parser.add_argument("--catalog", metavar="PATH_OR_MODULE", help="use the MUTANTS of another catalog module")
     parser.add_argument("--workdir", metavar="DIR", help="keep the mutated copies, logs and outcomes here")
     parser.add_argument("--no-fork", action="store_true",
                         help="run each mutant in a fresh `python -m pytest` process "
                              "(the fallback where fork is unsafe)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    if not args.gpt_impl.strip():
+        parser.error("--gpt-impl is empty: name a .py file or a dotted module (default nanochat.gpt)")
+    if args.catalog is not None and not args.catalog.strip():
+        parser.error("--catalog is empty: name a .py file or a dotted module that defines MUTANTS")
+    if args.json is not None:
+        problem = unwritable(args.json)
+        project_cache = Path(args.json).resolve().parent == PROJECT_ROOT / ".nanochat"  # made on demand
+        if problem and not (project_cache and not Path(args.json).is_dir()):
+            parser.error(f"--json {args.json}: {problem}")
+    if args.workdir is not None:
+        workdir = Path(args.workdir)
+        if workdir.exists() and not workdir.is_dir():
+            parser.error(f"--workdir {args.workdir}: not a directory")
+        if not workdir.exists() and not (workdir.parent if str(workdir.parent) else Path(".")).is_dir():
+            parser.error(f"--workdir {args.workdir}: the folder {str(workdir.parent)!r} does not exist")
+    if not (args.list or args.diff):
+        problem = source_checkout_problem(parser.prog, PROJECT_ROOT)
+        if problem:
+            parser.error(problem)
     return args, extra
 
 
 def select(mutants, only):
-    if not only:
+    """The mutants named by `only` (a list of names, or a comma-separated string), or all of them."""
+    if only is None:
         return tuple(mutants)
-    names = [n.strip() for n in only.split(",") if n.strip()]
+    names = _names(only) if isinstance(only, str) else list(only)
     by_name = {m.name: m for m in mutants}
     unknown = [n for n in names if n not in by_name]
     if unknown:
@@ -520,11 +605,17 @@ def select(mutants, only):
     return tuple(by_name[n] for n in names)
 
 
+def fingerprint_of(path):
+    """The sources a mutation result speaks for (the same hash as the plugin's outcomes carry)."""
+    return tree_fingerprint(PROJECT_ROOT, extra=() if path == OWN_IMPL else (path,))
+
+
 def main(argv=None):
     from rich.console import Console
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     # wide enough, when piped to a log, for a killing test's node id on one line
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    control_failure = None
     try:
         catalog = load_catalog(args.catalog) if args.catalog else MUTANTS
         check_catalog(catalog)
@@ -534,12 +625,13 @@ def main(argv=None):
             return 0
         if args.diff:
             path, _ = resolve_target(args.gpt_impl)
-            (m,) = select(catalog, args.diff)
+            (m,) = select(catalog, [args.diff])
             sys.stdout.write(diff(m, path.read_text(), _display_target(args.gpt_impl, path)))
             return 0
 
         path, _ = resolve_target(args.gpt_impl)
         target = _display_target(args.gpt_impl, path)
+        fingerprint = fingerprint_of(path)
         console.print(f"mutating {target}: {len(mutants)} mutants, {args.jobs} jobs"
                       + (f", pytest {' '.join(extra)}" if extra else ""))
         done = [0]
@@ -554,9 +646,17 @@ def main(argv=None):
                           f"{escape(who)} ({seconds:.1f} s)", soft_wrap=True)
 
         started = time.monotonic()
-        results = run_catalog(mutants, args.gpt_impl, jobs=args.jobs, extra=extra, timeout=args.timeout,
-                              workdir=args.workdir, progress=progress, use_fork=False if args.no_fork else None)
+        try:
+            results = run_catalog(mutants, args.gpt_impl, jobs=args.jobs, extra=extra, timeout=args.timeout,
+                                  workdir=args.workdir, progress=progress, use_fork=False if args.no_fork else None)
+        except ControlFailed as e:
+            # nothing can be scored, but the report still needs to say so, and which mutants are stale
+            console.print(f"[bold red]harness failure:[/] {escape(str(e))}")
+            results, control_failure = e.results, e.reason or "the control run failed"
         elapsed = time.monotonic() - started
+        if fingerprint_of(path) != fingerprint:
+            raise HarnessFailure("the sources changed during the run: its results belong to no single tree; "
+                                 "run it again without editing")
     except HarnessFailure as e:
         console.print(f"[bold red]harness failure:[/] {escape(str(e))}")
         return 2
@@ -564,20 +664,27 @@ def main(argv=None):
         console.print("[bold red]interrupted[/]")
         return 130
 
+    if control_failure is None:
+        report(console, results, target, elapsed, args.jobs)
+    for r in results:
+        if r.status == "stale":
+            console.print(f"[bold yellow]{r.name}[/]: stale, the catalog needs attention: {escape(r.detail)}")
+    if args.json:
+        Path(args.json).parent.mkdir(exist_ok=True)  # the project's .nanochat/, checked by parse_args
+        Path(args.json).write_text(to_json(results, target, extra, fingerprint, control_failure))
+    return 2 if control_failure else exit_status(results)
+
+
+def report(console, results, target, elapsed, jobs):
     t = totals(results)
     console.print(results_table(results, f"mutants of {target}"))
     for r in results:
         if r.status == "harness_error":
             console.print(f"[bold yellow]{r.name}[/]: {escape(r.detail)}")
     score = f"{t['killed']}/{t['total']} killed" + (f" ({100 * t['killed'] / t['total']:.0f}%)" if t["total"] else "")
-    others = ", ".join(f"{t[s]} {s}" for s in ("survived", "harness_error", "equivalent", "not_applicable") if t[s])
-    console.print(f"{score}; {others or 'nothing else'}; {elapsed:.1f} s with {args.jobs} jobs")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        from nanochat.pytest_plugin import tree_fingerprint
-        fingerprint = tree_fingerprint(extra=() if path == OWN_IMPL else (path,))
-        Path(args.json).write_text(to_json(results, target, extra, fingerprint))
-    return exit_status(results)
+    others = ", ".join(f"{t[s]} {s}" for s in ("survived", "harness_error", "equivalent", "not_applicable", "stale")
+                       if t[s])
+    console.print(f"{score}; {others or 'nothing else'}; {elapsed:.1f} s with {jobs} jobs")
 
 
 def _display_target(spec, path):

@@ -14,13 +14,14 @@ that are derived for display (ReLU before squaring, the attention weights, ident
 The code is in three layers that never mix: `parse_settings` turns the command line into validated
 `TraceSettings` (every bad option is one line on stderr and exit status 2, before any work);
 `run_trace` trains and returns a `TraceResult` of plain numbers, lists and dicts (what --json
-writes); `render` and `plot` only format a TraceResult.
+writes); `render` and `plot` only format a TraceResult. An implementation whose tensors do not have
+the shapes the contract gives them stops the trace with one line naming the tensor and its shape
+(exit status 1); Ctrl-C stops it with one line and exit status 130.
 """
 
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from nanochat import data
+from nanochat.cli import OneLineParser, unwritable
 from nanochat.contract import DEFAULT_IMPL, ContractError, load_implementation
 from nanochat.scaling import (NANOCHAT_VOCAB_SIZE, TARGET_DEPTH, build_on_meta, closed_form_counts, config_kwargs_for_depth,
                               measured_counts)
@@ -68,11 +70,8 @@ class TraceSettings:
     seed: int = 0
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, except that an error is exactly one line on stderr (no usage block), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+class TraceError(Exception):
+    """The traced implementation does not behave as the contract says (a tensor of the wrong shape)."""
 
 
 def _positive_int(text):
@@ -96,7 +95,7 @@ def _positive_float(text):
 
 
 def build_parser():
-    p = _OneLineParser(prog="nanochat.trace", description=__doc__.split("\n\n")[0].strip(),
+    p = OneLineParser(prog="nanochat.trace", description=__doc__.split("\n\n")[0].strip(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", type=_positive_int, default=DEFAULT_DEPTH,
                    help="model depth; n_layer, n_embd and n_head follow nanochat's rule (default %(default)s)")
@@ -135,10 +134,14 @@ def parse_settings(argv=None):
     one line on stderr and SystemExit(2), before the model is built."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.gpt_impl.strip():
+        parser.error("--gpt-impl is empty: name a .py file or a dotted module (default nanochat.gpt)")
     try:
         impl = load_implementation(args.gpt_impl)
     except ContractError as e:
         parser.error(str(e))
+    except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error
+        parser.error(f"--gpt-impl {args.gpt_impl!r}: loading it failed: {type(e).__name__}: {e}")
 
     vocab_size = NANOCHAT_VOCAB_SIZE if args.vocab_size is None else args.vocab_size
     if vocab_size < data.VOCAB_SIZE:
@@ -159,7 +162,7 @@ def parse_settings(argv=None):
     blocks = _parse_blocks(parser, args.blocks, config["n_layer"])
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
-            problem = _unwritable(path)
+            problem = unwritable(path)
             if problem:
                 parser.error(f"{option} {path}: {problem}")
     if args.plot is not None:
@@ -203,20 +206,6 @@ def _parse_blocks(parser, text, n_layer):
             parser.error(f"--blocks {text!r}: block {i} does not exist (the model has {n_layer} blocks, 0..{n_layer - 1})")
         blocks.add(i % n_layer)
     return tuple(sorted(blocks))
-
-
-def _unwritable(path):
-    """Why a file cannot be written at `path`, or None. Checked up front so that a long run is not
-    lost to a typo at the end; nothing is created."""
-    p = Path(path)
-    if p.is_dir():
-        return "is a directory"
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        return f"the directory {str(parent)!r} does not exist"
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        return "not writable"
-    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,6 +259,7 @@ def run_trace(impl, settings, on_iteration=None):
         start = time.perf_counter()
         with trace(model) as cache:
             loss = model(idx, targets)
+            _check_shapes(cache, config, idx.shape, loss)
             loss.backward()
         record = _iteration_record(number, model, loss)
         summarising = time.perf_counter()
@@ -310,7 +300,42 @@ def _stats(t):
     return asdict(TensorStats.of(t))
 
 
-def _max_abs(a, b):
+def _expected_shapes(cache, config, idx_shape):
+    """{cached name: (shape the contract gives it, what it is)} for the tensors the summary compares."""
+    B, T = idx_shape
+    C, H, Hkv, V = config.n_embd, config.n_head, config.n_kv_head, config.vocab_size
+    D = C // H
+    # lm_head.output is not here: a padded vocabulary gives it more columns, sliced off before the logits
+    want = {"logits": ((B, T, V), "forward must return (B, T, vocab_size) logits"),
+            "lm_head.input": ((B, T, C), "the final norm keeps (B, T, n_embd)")}
+    for i in range(config.n_layer):
+        p = f"transformer.h.{i}"
+        for name in ("input", "output", "attn.output", "mlp.output"):
+            want[f"{p}.{name}"] = ((B, T, C), "a block and its branches keep (B, T, n_embd)")
+        for name, heads in (("q", H), ("q_rope", H), ("k", Hkv), ("k_rope", Hkv), ("v", Hkv)):
+            want[f"{p}.attn.{name}"] = ((B, T, heads, D), "attention heads are (B, T, heads, head_dim)")
+    fc = cache.get("transformer.h.0.mlp.fc")
+    if fc is not None:  # the hidden width is the card's; ReLU² keeps it
+        for i in range(config.n_layer):
+            want[f"transformer.h.{i}.mlp.act"] = ((B, T, fc.shape[-1]), "ReLU² keeps the shape of c_fc's output")
+    return want
+
+
+def _check_shapes(cache, config, idx_shape, loss):
+    """Stop with the name and shape of the first traced tensor that is not what the contract says,
+    before the summary compares tensors that cannot be compared."""
+    if loss.dim() != 0:
+        raise TraceError(f"forward(idx, targets) must return a scalar loss, got shape {tuple(loss.shape)}")
+    for name, (shape, what) in _expected_shapes(cache, config, idx_shape).items():
+        if name in cache and tuple(cache[name].shape) != shape:
+            raise TraceError(f"{name} has shape {tuple(cache[name].shape)}, expected {shape}: {what}")
+
+
+def _max_abs(a, b, what="the two tensors"):
+    """The largest difference between two tensors that should be equal; TraceError, naming both
+    shapes, when they cannot even be compared."""
+    if a.shape != b.shape:
+        raise TraceError(f"cannot compare {what}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
     return (a.double() - b.double()).abs().max().item()
 
 
@@ -359,13 +384,13 @@ def _rope_section(model, cache, block):
         "cos": _stats(model.cos), "sin": _stats(model.sin), "rotary_positions": model.cos.size(1),
         "block": block, "q": f"{p}.q", "q_rope": f"{p}.q_rope", "k": f"{p}.k", "k_rope": f"{p}.k_rope",
         # derived checks on the observed before/after pair
-        "position0_unchanged": _max_abs(q[:, 0], q_rope[:, 0]),  # angle 0: cos 1, sin 0
+        "position0_unchanged": _max_abs(q[:, 0], q_rope[:, 0], f"{p}.q and q_rope at position 0"),  # angle 0
         "length_change": (q_rope.double().norm(dim=-1) / q.double().norm(dim=-1).clamp_min(1e-30) - 1).abs().max().item(),
         "v_unrotated": None,
     }
     if f"{p}.sdpa_v" in cache and f"{p}.sdpa_v" not in cache.derived:
         # V as SDPA received it against V as projected: RoPE never touched it
-        facts["v_unrotated"] = _max_abs(cache[f"{p}.sdpa_v"].transpose(1, 2), cache[f"{p}.v"])
+        facts["v_unrotated"] = _max_abs(cache[f"{p}.sdpa_v"].transpose(1, 2), cache[f"{p}.v"], f"{p}.sdpa_v and v")
     return facts
 
 
@@ -387,7 +412,7 @@ def _block_facts(cache, i):
     return {"block": i, "input": f"{p}.input", "attn_input": f"{p}.attn.input", "attn_output": f"{p}.attn.output",
             "mlp_input": f"{p}.mlp.input", "mlp_output": f"{p}.mlp.output", "output": f"{p}.output",
             # derived: the block's output is its input plus both branches, i.e. two residual adds
-            "residual_identity_error": _max_abs(y, x + a + m)}
+            "residual_identity_error": _max_abs(y, x + a + m, f"{p}.output and input + attn + mlp")}
 
 
 def _attention_facts(cache, i, H, Hkv):
@@ -446,17 +471,18 @@ def _mlp_facts(cache, i):
     return {"block": i, "input": f"{p}.input", "fc": f"{p}.fc", "act": f"{p}.act", "output": f"{p}.output",
             "relu": _stats(relu), "relu_zero_fraction": (relu == 0).double().mean().item(),
             "relu2_zero_fraction": (act == 0).double().mean().item(),
-            "relu2_error": _max_abs(act, relu.square())}  # derived check: act is ReLU(fc)²
+            "relu2_error": _max_abs(act, relu.square(), f"{p}.act and ReLU(fc)²")}  # derived check
 
 
 def _lm_head_section(model, cache):
-    raw, capped = cache["lm_head.output"], cache["logits"]
+    capped = cache["logits"]
+    raw = cache["lm_head.output"][..., :capped.size(-1)]  # a padded vocabulary's extra rows are sliced off
     return {"weight_shape": list(model.lm_head.weight.shape),
             "untied": model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr(),
             "raw": "lm_head.output", "capped": "logits",
             "max_abs_raw": raw.abs().max().item(), "max_abs_capped": capped.abs().max().item(),
             # derived check of the documented soft cap against the observed pair
-            "softcap_error": _max_abs(capped, 15 * torch.tanh(raw.double() / 15))}
+            "softcap_error": _max_abs(capped, 15 * torch.tanh(raw.double() / 15), "logits and the capped lm_head output")}
 
 
 def _loss_section(cache, cfg):
@@ -492,6 +518,17 @@ def _scaling(impl, model):
 def main(argv=None):
     settings, impl, args = parse_settings(argv)
     console = make_console(args.no_color)
+    try:
+        return _run(settings, impl, args, console)
+    except KeyboardInterrupt:
+        print("nanochat.trace: interrupted", file=sys.stderr)
+        return 130
+    except TraceError as e:
+        print(f"nanochat.trace: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(settings, impl, args, console):
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(),

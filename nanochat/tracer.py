@@ -28,7 +28,10 @@ Names, per block i (prefix transformer.h.i):
     mlp.input, mlp.fc, mlp.act, mlp.output
                                         norm(x), c_fc output (B, T, 4C), ReLU² output, c_proj output
 and for the whole model: idx, transformer.wte.output, lm_head.input, lm_head.output (raw logits),
-logits (after the softcap), loss.
+logits (after the softcap), loss. Where the model has nanochat 92d63d4's modern components:
+    transformer.h.i.attn.ve_gate        the value-embedding gate's raw output, before gate_scale * sigmoid
+    value_embeds.i.output               the value embedding of layer i, (B, T, Hkv * D)
+    smear_gate.output                   the smear gate's raw output, before smear_lambda * sigmoid
 """
 
 import inspect
@@ -274,6 +277,15 @@ def trace(model):
             ]
         handles.append(model.lm_head.register_forward_pre_hook(save_input("lm_head.input")))
         handles.append(model.lm_head.register_forward_hook(save_output("lm_head.output")))
+        # the modern components (nanochat 92d63d4), where the model has them: the value embeddings and their
+        # gates' raw (pre-sigmoid) outputs, and the smear gate's
+        for i, block in enumerate(model.transformer.h):
+            if getattr(block.attn, "ve_gate", None) is not None:
+                handles.append(block.attn.ve_gate.register_forward_hook(save_output(f"transformer.h.{i}.attn.ve_gate")))
+        for key, embedding in getattr(model, "value_embeds", {}).items():
+            handles.append(embedding.register_forward_hook(save_output(f"value_embeds.{key}.output")))
+        if isinstance(getattr(model, "smear_gate", None), torch.nn.Module):
+            handles.append(model.smear_gate.register_forward_hook(save_output("smear_gate.output")))
         patch(impl, "apply_rotary_emb", lambda f: capture_in_attention(f, ("q", "k"), ("q_rope", "k_rope"), "rope"))
         patch(impl, "norm", lambda f: capture_in_attention(f, ("q_rope", "k_rope"), ("q_norm", "k_norm"), "norm"))
         # torch's functions, wherever the implementation looks them up (F.x, or x imported by name)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the implementation under test (`impl`, from --gpt-impl), tiny configs and models."""
+"""Shared fixtures: the implementation under test (`impl`, from --gpt-impl), the architecture card it is
+verified against (`arch`, from --architecture), tiny configs and models, and its KV cache."""
 
 import math
 import os
@@ -8,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from nanochat.contract import CacheAdapter
 from nanochat.tracer import trace
 
 # The tests run tiny tensors, where intra-op threads only add synchronisation; with several pytest
@@ -24,8 +26,23 @@ settings.register_profile("quick", parent=settings.get_profile("ci"), max_exampl
 settings.register_profile("thorough", max_examples=500, deadline=None, suppress_health_check=SHARED_FIXTURES_OK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# small enough for milliseconds per forward, large enough for every feature: 2 layers, GQA 4:2, head_dim 8
+# small enough for milliseconds per forward, large enough for every feature: 2 layers, GQA 4:2, head_dim 8,
+# n_embd 32 >= the 24 channels the smear gate reads
 TINY = dict(sequence_len=16, vocab_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
+
+# card values a test can ask for by name: the value becomes the test's parameter id, so `pytest -v`
+# says which architecture it checked (test_logits_are_softcap_tanh_of_raw_over_softcap[softcap=15])
+CARD_VALUES = ("softcap", "rope_base", "rotary_len_factor", "qk_gain", "mlp_ratio")
+
+
+def pytest_generate_tests(metafunc):
+    card = None
+    for name in CARD_VALUES:
+        if name in metafunc.fixturenames:
+            from nanochat.pytest_plugin import ARCH_KEY
+            card = card or metafunc.config.stash[ARCH_KEY]
+            value = getattr(card, name)
+            metafunc.parametrize(name, [value], ids=[f"{name}={value:g}"])
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +52,11 @@ def _seed():
 
 
 @pytest.fixture
-def make_config(impl):
-    """GPTConfig of the implementation under test: the tiny config with overrides."""
-    def make(**overrides):
-        return impl.GPTConfig(**{**TINY, **overrides})
+def make_config(impl, arch):
+    """GPTConfig of the implementation under test: the tiny config, with the card's switches for the
+    named modern components (make_config("smear")), and overrides."""
+    def make(*features, **overrides):
+        return impl.GPTConfig(**{**TINY, **arch.config_for(*features), **overrides})
     return make
 
 
@@ -58,15 +76,51 @@ def randomize_weights(model, seed=0):
     return model
 
 
+@torch.no_grad()
+def neutralize(model, keep=()):
+    """Switch off the modern components of a model that has them, except those in `keep`, by setting
+    their parameters to the values at which they do nothing: resid_lambdas 1, x0_lambdas 0, no smear,
+    no backout, zero value embeddings. The seed components' tests then see the seed architecture,
+    so a change to a modern component fails that component's tests, not theirs. (Windows need no
+    switch: the short window, 128 positions, is longer than the tiny configs' sequences.)"""
+    neutral = {"lambdas": {"resid_lambdas": 1.0, "x0_lambdas": 0.0}, "smear": {"smear_lambda": 0.0},
+               "backout": {"backout_lambda": 0.0}}
+    for feature, params in neutral.items():
+        if feature not in keep:
+            for name, value in params.items():
+                if isinstance(getattr(model, name, None), torch.nn.Parameter):
+                    getattr(model, name).fill_(value)
+    if "value_embeddings" not in keep:
+        for ve in getattr(model, "value_embeds", {}).values():
+            ve.weight.zero_()
+    return model
+
+
 @pytest.fixture
 def make_model(impl):
-    """Build impl.GPT(config), initialised with init_weights(); randomize=True also fills the zeroed weights."""
-    def make(config, *, randomize=True, seed=0):
+    """Build impl.GPT(config), initialised with init_weights(); randomize=True also fills the zeroed weights.
+    The modern components are neutral (see `neutralize`) except those named in `live`."""
+    def make(config, *, randomize=True, seed=0, live=()):
         torch.manual_seed(seed)
         model = impl.GPT(config)
         model.init_weights()
-        return randomize_weights(model, seed) if randomize else model
+        if randomize:
+            randomize_weights(model, seed)
+        neutralize(model, keep=live)
+        model.register_forward_hook(_check_logits_shape, with_kwargs=True)
+        return model
     return make
+
+
+def _check_logits_shape(model, args, kwargs, output):
+    """One clear failure for an implementation whose forward returns something other than logits."""
+    idx = args[0] if args else kwargs.get("idx")
+    targets = args[1] if len(args) > 1 else kwargs.get("targets")
+    if targets is None and torch.is_tensor(idx) and idx.ndim == 2:
+        expected = (*idx.shape, model.config.vocab_size)
+        if not (torch.is_tensor(output) and tuple(output.shape) == expected):
+            got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+            raise AssertionError(f"forward must return (B, T, vocab_size) logits: expected {expected}, got {got}")
 
 
 @pytest.fixture
@@ -79,6 +133,20 @@ def model(make_model, config):
 def idx(config):
     """A (B=2, T=sequence_len) batch of token ids."""
     return torch.randint(0, config.vocab_size, (2, config.sequence_len), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def caches(impl):
+    """The implementation's own KV cache, through the contract's adapter (nanochat/contract.py)."""
+    return CacheAdapter.of(impl)
+
+
+@pytest.fixture
+def new_cache(caches):
+    """new_cache(config, batch_size, seq_len): an empty KV cache of the implementation for that model."""
+    def make(config, batch_size=2, seq_len=16, **kwargs):
+        return caches.for_config(config, batch_size, seq_len, **kwargs)
+    return make
 
 
 @pytest.fixture
@@ -97,3 +165,33 @@ def run_traced():
 def traced(model, idx, run_traced):
     """The tracer's cache of one forward and backward pass of the tiny random model."""
     return run_traced(model, idx, targets=idx.roll(-1, dims=1))
+
+
+@torch.no_grad()
+def cast_parameters(model, dtype):
+    """The model with its parameters (not its buffers) in `dtype`: what `model.to(dtype)` does to the weights,
+    while the rotary tables keep the dtype the implementation keeps them in (nanochat asserts it)."""
+    for p in model.parameters():
+        p.data = p.data.to(dtype)
+    return model
+
+
+def parameter_groups(model):
+    """{card init key: [(name, parameter)]} for every parameter of a contract model (nanochat/architecture.py
+    INIT_KEYS): wte, lm_head, the blocks' c_q, c_k, c_v, attn.c_proj, c_fc, mlp.c_proj, and the modern
+    components' value_embeds, ve_gate, smear_gate and scalars. A parameter of no group is a KeyError."""
+    groups = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if name in ("transformer.wte.weight", "lm_head.weight", "smear_gate.weight"):
+            key = parts[-2]
+        elif name.startswith("value_embeds."):
+            key = "value_embeds"
+        elif len(parts) == 1:
+            key = name  # resid_lambdas, x0_lambdas, smear_lambda, backout_lambda
+        elif parts[4] == "c_proj":
+            key = f"{parts[3]}.c_proj"
+        else:
+            key = parts[4]  # c_q, c_k, c_v, ve_gate, c_fc
+        groups.setdefault(key, []).append((name, p))
+    return groups

@@ -35,7 +35,7 @@ def rope_complex(x, cos, sin):
     return torch.cat([z.real, z.imag], dim=-1)
 
 
-def rope_tables(positions, head_dim, base=10000.0):
+def rope_tables(positions, head_dim, base):
     """Exact float64 cos/sin of angle t * base^(-2i/D), shape (1, len(positions), 1, D/2)."""
     t = torch.as_tensor(positions, dtype=torch.float64)
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
@@ -60,9 +60,10 @@ def attention_weights(q, k, prefix=0):
     return weights
 
 
-def attention(attn, x, cos, sin, config):
+def attention(attn, x, cos, sin, config, qk_gain=1.0):
     """Every intermediate of causal self-attention for input x (B, T, C), from the module's weights.
-    cos, sin: the rotary tables at the T positions, (1, T, 1, D/2)."""
+    cos, sin: the rotary tables at the T positions, (1, T, 1, D/2); qk_gain multiplies the normalized
+    q and k (the architecture card's value)."""
     B, T, C = x.shape
     H, Hkv = config.n_head, config.n_kv_head
     D = C // H
@@ -72,7 +73,7 @@ def attention(attn, x, cos, sin, config):
     out["v"] = linear(x, attn.c_v).view(B, T, Hkv, D)
     out["q_rope"], out["k_rope"] = rope_complex(out["q"], cos, sin), rope_complex(out["k"], cos, sin)
     out["q_norm"], out["k_norm"] = rms_norm(out["q_rope"]), rms_norm(out["k_rope"])
-    out["weights"] = attention_weights(out["q_norm"], out["k_norm"])  # (B, H, T, T)
+    out["weights"] = attention_weights(out["q_norm"] * qk_gain, out["k_norm"] * qk_gain)  # (B, H, T, T)
     group = H // Hkv
     out["heads"] = torch.stack([out["weights"][:, h] @ out["v"][:, :, h // group, :] for h in range(H)], dim=2)
     out["heads_concat"] = torch.cat([out["heads"][:, :, h, :] for h in range(H)], dim=-1)  # (B, T, H*D)

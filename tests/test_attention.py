@@ -4,6 +4,8 @@ project (c_q, c_k, c_v) -> RoPE on q, k -> QK norm -> (B, T, H, D) -> (B, H, T, 
 attention, causal, grouped-query -> heads concatenated to (B, T, n_embd) -> c_proj.
 
 Every expectation is computed independently in tests/explicit.py, in float64, from the weights.
+The architecture card's QK gain (1 in the seed architecture, 1.2 in nanochat 92d63d4) multiplies the
+normalized q and k before the scores.
 """
 
 import math
@@ -13,21 +15,24 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanochat.engine import KVCache
 from tests import explicit
 from tests.explicit import rms
-from tests.strategies import config_kwargs
+from tests.strategies import GQA_SHAPES, config_kwargs, gqa_id, min_width, sequence_lengths
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 # head_dim 16 >= T 12, so one-hot value vectors can carry every position (see attention_matrix)
 WIDE = dict(n_embd=64, n_head=4, n_kv_head=2)
 
 
-def expected_attention(model, cache, layer):
-    """The explicit float64 computation of one layer's attention on the traced input."""
-    T = cache["idx"].size(1)
-    return explicit.attention(model.transformer.h[layer].attn, cache[f"transformer.h.{layer}.attn.input"],
-                              model.cos[:, :T], model.sin[:, :T], model.config)
+@pytest.fixture
+def expected_attention(arch):
+    """expected_attention(model, cache, layer): the explicit float64 computation of one layer's attention
+    on the traced input."""
+    def expected(model, cache, layer):
+        T = cache["idx"].size(1)
+        return explicit.attention(model.transformer.h[layer].attn, cache[f"transformer.h.{layer}.attn.input"],
+                                  model.cos[:, :T], model.sin[:, :T], model.config, arch.qk_gain)
+    return expected
 
 
 def attention_matrix(model, idx, layer, run_traced):
@@ -72,7 +77,7 @@ class TestProjections:
         assert traced["transformer.h.0.attn.q"].shape == (B, T, c.n_head, D)
         assert traced["transformer.h.0.attn.k"].shape == traced["transformer.h.0.attn.v"].shape == (B, T, c.n_kv_head, D)
 
-    def test_projections_are_bias_free_linear_maps_of_the_attention_input(self, model, traced):
+    def test_projections_are_bias_free_linear_maps_of_the_attention_input(self, model, traced, expected_attention):
         """q, k, v are exactly x @ W^T of the normalized input, with no bias term."""
         for i in range(model.config.n_layer):
             expected = expected_attention(model, traced, i)
@@ -84,14 +89,14 @@ class TestProjections:
 @pytest.mark.component("attention.rope")
 class TestRoPEOnQueriesAndKeys:
 
-    def test_queries_and_keys_are_rotated_by_their_position(self, model, traced):
+    def test_queries_and_keys_are_rotated_by_their_position(self, model, traced, expected_attention):
         """q_rope and k_rope are q and k turned by position t (complex-number RoPE with the model's tables)."""
         for i in range(model.config.n_layer):
             expected = expected_attention(model, traced, i)
             for name in ("q_rope", "k_rope"):
                 torch.testing.assert_close(traced[f"transformer.h.{i}.attn.{name}"].double(), expected[name], **TOL)
 
-    def test_values_are_never_rotated(self, model, traced):
+    def test_values_are_never_rotated(self, model, traced, expected_attention):
         """The heads mix the raw projected values: attention with rotated values would differ."""
         T = traced["idx"].size(1)
         for i in range(model.config.n_layer):
@@ -116,7 +121,7 @@ class TestQKNorm:
                 r = rms(traced[f"transformer.h.{i}.attn.{name}"])
                 torch.testing.assert_close(r, torch.ones_like(r), rtol=1e-5, atol=1e-5)
 
-    def test_qk_norm_normalizes_the_rotated_vectors(self, traced, model):
+    def test_qk_norm_normalizes_the_rotated_vectors(self, traced, model, expected_attention):
         """q_norm = norm(rope(q)) and k_norm = norm(rope(k)): normalization comes after the rotation."""
         for i in range(model.config.n_layer):
             expected = expected_attention(model, traced, i)
@@ -136,7 +141,7 @@ class TestQKNorm:
 @pytest.mark.component("attention.gqa")
 class TestGroupedQueryAttention:
 
-    def test_query_head_h_reads_kv_head_h_div_group_size(self, model, traced):
+    def test_query_head_h_reads_kv_head_h_div_group_size(self, model, traced, expected_attention):
         """With n_head=4, n_kv_head=2, query heads 0,1 share kv head 0 and heads 2,3 share kv head 1."""
         c = model.config
         group = c.n_head // c.n_kv_head
@@ -150,48 +155,72 @@ class TestGroupedQueryAttention:
             tiled = explicit.attention_weights(expected["q_norm"], tiled_k)
             assert (tiled - expected["weights"]).abs().max() > 1e-3
 
-    @given(kwargs=config_kwargs(max_layers=1, max_seq=6))
-    def test_any_grouping_equals_explicit_head_sharing(self, make_model, impl, run_traced, kwargs):
-        """For any n_head divisible by n_kv_head (MHA, GQA, MQA) attention equals the explicit grouped version."""
-        model = make_model(impl.GPTConfig(**kwargs))
-        idx = torch.randint(0, kwargs["vocab_size"], (2, kwargs["sequence_len"]), generator=torch.Generator().manual_seed(0))
+    @pytest.mark.parametrize("shape", GQA_SHAPES, ids=gqa_id)
+    def test_every_grouping_ratio_equals_explicit_head_sharing(self, make_model, make_config, run_traced, shape, arch,
+                                                               expected_attention):
+        """For MHA, MQA and GQA 2, 3, 4, 6 (n_head 1 to 12), attention equals the explicit version in which query
+        head h reads kv head h // (n_head // n_kv_head) (grouping bugs hide at 4:2 and show at 6:2, 6:3, 12:4)."""
+        n_head, n_kv_head = shape
+        head_dim = max(8, 2 * -(-min_width(arch) // (2 * n_head)))  # wide enough for the card's gates
+        model = make_model(make_config(n_head=n_head, n_kv_head=n_kv_head, n_embd=head_dim * n_head, n_layer=1))
+        idx = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
         cache = run_traced(model, idx)
         expected = expected_attention(model, cache, 0)
         torch.testing.assert_close(cache["transformer.h.0.attn.output"].double(), expected["output"], **TOL)
 
+    @given(data=st.data())
+    def test_any_config_equals_explicit_attention(self, make_model, impl, arch, run_traced, expected_attention, data):
+        """Over the config space (n_head 1-12 with every divisor as n_kv_head, head_dim 8-64, 1-4 layers, 1 to
+        sequence_len tokens), every layer's attention equals the explicit float64 computation."""
+        kwargs = data.draw(config_kwargs(arch, max_layers=4, max_seq=12), label="config")
+        T = data.draw(sequence_lengths(arch, kwargs["sequence_len"]), label="T")
+        model = make_model(impl.GPTConfig(**kwargs))
+        idx = torch.randint(0, kwargs["vocab_size"], (2, T), generator=torch.Generator().manual_seed(0))
+        cache = run_traced(model, idx)
+        for layer in range(kwargs["n_layer"]):
+            expected = expected_attention(model, cache, layer)
+            torch.testing.assert_close(cache[f"transformer.h.{layer}.attn.output"].double(), expected["output"], **TOL)
+
     @pytest.mark.component("inference.kv_cache")
-    def test_kv_cache_holds_n_head_over_n_kv_head_times_fewer_bytes(self, make_model, make_config):
+    def test_kv_cache_holds_n_head_over_n_kv_head_times_fewer_bytes(self, make_model, make_config, new_cache, caches):
         """Keys and values are cached per kv head: GQA 4:2 stores half the bytes of multi-head attention."""
         sizes = {}
         for n_kv_head in (4, 2, 1):
             config = make_config(n_kv_head=n_kv_head)
             model = make_model(config)
-            D = config.n_embd // config.n_head
-            cache = KVCache(2, n_kv_head, 8, D, config.n_layer)
+            cache = new_cache(config, batch_size=2, seq_len=8)
             model(torch.randint(0, config.vocab_size, (2, 8)), kv_cache=cache)
-            assert cache.kv_cache.size(3) == n_kv_head
-            sizes[n_kv_head] = cache.nbytes
+            assert caches.kv_heads(cache) == n_kv_head
+            sizes[n_kv_head] = caches.nbytes(cache)
         assert sizes[4] == 2 * sizes[2] == 4 * sizes[1]
 
 
 @pytest.mark.component("attention.sdpa")
 class TestScaledDotProductAttention:
 
-    def test_attention_output_equals_explicit_softmax_attention(self, model, traced):
+    def test_attention_output_equals_explicit_softmax_attention(self, model, traced, expected_attention):
         """attn(x) == c_proj(concat_h softmax(q_h k_h^T / sqrt(D) + causal mask) v_h), written out in float64."""
         for i in range(model.config.n_layer):
             expected = expected_attention(model, traced, i)
             torch.testing.assert_close(traced[f"transformer.h.{i}.attn.output"].double(), expected["output"], **TOL)
 
-    def test_scores_are_scaled_by_one_over_sqrt_head_dim(self, wide_model, wide_idx, run_traced):
-        """The weights match softmax(q k^T / sqrt(head_dim)), and neither scale 1 nor 1/head_dim."""
+    def test_scores_are_scaled_by_one_over_sqrt_head_dim(self, wide_model, wide_idx, run_traced, qk_gain):
+        """The weights match softmax(g q · g k / sqrt(head_dim)) with the card's QK gain g, and neither scale 1
+        nor 1/head_dim."""
         A, cache = attention_matrix(wide_model, wide_idx, 0, run_traced)
-        q, k = cache["transformer.h.0.attn.q_norm"], cache["transformer.h.0.attn.k_norm"]
+        q, k = cache["transformer.h.0.attn.q_norm"] * qk_gain, cache["transformer.h.0.attn.k_norm"] * qk_gain
         D = q.size(-1)
         torch.testing.assert_close(A.double(), explicit.attention_weights(q, k), **TOL)
         for wrong_scale in (1.0, 1.0 / D):
             wrong = explicit.attention_weights(q * wrong_scale * math.sqrt(D), k)
             assert (A.double() - wrong).abs().max() > 1e-2
+
+    @pytest.mark.parametrize("mode", ["eval", "train"])
+    def test_attention_is_deterministic_with_no_dropout(self, model, idx, mode):
+        """Two forwards of the same tokens give bit-identical logits, in eval and in train mode: the architecture
+        has no dropout (nanoGPT PR 240: dropout_p passed to SDPA unconditionally)."""
+        getattr(model, mode)()
+        torch.testing.assert_close(model(idx), model(idx), rtol=0, atol=0)
 
     def test_heads_attend_in_batches_independently(self, model, idx, run_traced):
         """Each sequence of the batch is attended on its own: batching two sequences changes neither."""
@@ -242,10 +271,10 @@ class TestSoftmax:
         assert (A >= 0).all()
         torch.testing.assert_close(A.sum(-1), torch.ones(A.shape[:-1]), rtol=0, atol=1e-5)
 
-    def test_weights_are_the_softmax_of_the_scores_over_keys(self, wide_model, wide_idx, run_traced):
+    def test_weights_are_the_softmax_of_the_scores_over_keys(self, wide_model, wide_idx, run_traced, qk_gain):
         """a_ij = exp(s_ij) / sum_j' exp(s_ij'): normalized over keys (rows), not over queries (columns)."""
         A, cache = attention_matrix(wide_model, wide_idx, 1, run_traced)
-        q, k = cache["transformer.h.1.attn.q_norm"], cache["transformer.h.1.attn.k_norm"]
+        q, k = cache["transformer.h.1.attn.q_norm"] * qk_gain, cache["transformer.h.1.attn.k_norm"] * qk_gain
         torch.testing.assert_close(A.double(), explicit.attention_weights(q, k), **TOL)
         assert (A.sum(-2) - 1).abs().max() > 1e-2  # columns do not sum to 1
 
@@ -260,7 +289,7 @@ class TestSoftmax:
 @pytest.mark.component("attention.head_concat")
 class TestHeadConcat:
 
-    def test_heads_are_concatenated_in_order_to_n_embd(self, model, traced):
+    def test_heads_are_concatenated_in_order_to_n_embd(self, model, traced, expected_attention):
         """Channels h*D..(h+1)*D of the (B, T, n_embd) concat hold head h's output at the same position."""
         B, T = traced["idx"].shape
         for i in range(model.config.n_layer):
@@ -285,8 +314,9 @@ class TestOutputProjection:
             assert out.shape == traced[f"transformer.h.{i}.attn.input"].shape
             torch.testing.assert_close(out.double(), explicit.linear(traced[f"transformer.h.{i}.attn.heads_concat"], c_proj), **TOL)
 
-    def test_output_projection_starts_at_zero(self, make_model, config):
+    def test_output_projection_starts_at_zero(self, make_model, config, arch):
         """init_weights zeroes attn.c_proj, so attention adds nothing to the residual stream at init."""
+        assert arch.init_rule("attn.c_proj").dist == "zeros"  # every card so far: the block starts as the identity
         model = make_model(config, randomize=False)
         for block in model.transformer.h:
             assert (block.attn.c_proj.weight == 0).all()

@@ -3,22 +3,9 @@
 import pytest
 import torch
 
-from nanochat.engine import KVCache
 from tests.explicit import rms_norm
 
 pytestmark = pytest.mark.component("block_stack.layers")
-
-
-class RecordingCache(KVCache):
-    """A KVCache that remembers which layer inserted, in which order."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.inserted_by = []
-
-    def insert_kv(self, layer_idx, k, v):
-        self.inserted_by.append(layer_idx)
-        return super().insert_kv(layer_idx, k, v)
 
 
 @pytest.mark.parametrize("n_layer", [1, 3, 5])
@@ -30,13 +17,14 @@ def test_model_holds_n_layer_blocks(make_model, make_config, n_layer):
     assert all(hasattr(block, "attn") and hasattr(block, "mlp") for block in model.transformer.h)
 
 
-def test_blocks_run_in_order_each_with_its_own_layer_index(make_model, make_config):
+def test_blocks_run_in_order_each_with_its_own_layer_index(make_model, make_config, new_cache, caches):
     """One forward pass visits block 0, 1, ..., n_layer-1 once each, every block under its own index."""
     config = make_config(n_layer=4)
     model = make_model(config)
-    cache = RecordingCache(1, config.n_kv_head, 8, config.n_embd // config.n_head, config.n_layer)
-    model(torch.randint(0, config.vocab_size, (1, 5)), kv_cache=cache)
-    assert cache.inserted_by == [0, 1, 2, 3]
+    cache = new_cache(config, batch_size=1, seq_len=8)
+    with caches.recording(cache) as layers:
+        model(torch.randint(0, config.vocab_size, (1, 5)), kv_cache=cache)
+    assert layers == [0, 1, 2, 3]
 
 
 def test_each_block_feeds_the_next(model, traced):
@@ -66,8 +54,9 @@ def test_every_block_changes_the_stream(traced, model):
 
 
 @pytest.mark.component("block")
-def test_at_init_every_block_is_the_identity(make_model, config, idx, run_traced):
+def test_at_init_every_block_is_the_identity(make_model, config, idx, run_traced, arch):
     """Zero-initialised c_proj weights make every residual branch, hence every block, the identity at init."""
+    assert arch.init_rule("attn.c_proj").dist == arch.init_rule("mlp.c_proj").dist == "zeros"
     model = make_model(config, randomize=False)
     cache = run_traced(model, idx)
     for i in range(config.n_layer):

@@ -34,3 +34,45 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_checks():
     assert readme_commands()[1] in commands
     assert commands[-1].startswith("python -m nanochat.coverage --check")
     assert any(line.startswith("python -m nanochat.mutation") for line in commands)
+
+
+def test_the_test_extra_brings_time_limits_that_a_user_can_change():
+    """pytest-timeout is in the test extra, and pyproject.toml gives a per-test and a whole-run limit
+    (a forward that never returns fails its test instead of hanging pytest, the report and CI)."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert any(req.startswith("pytest-timeout") for req in project["project"]["optional-dependencies"]["test"])
+    ini = project["tool"]["pytest"]["ini_options"]
+    assert 0 < ini["timeout"] <= 600 and ini["timeout"] < ini["session_timeout"] <= 3600
+
+
+def test_no_file_names_a_path_of_a_development_machine():
+    """Sources and docs name paths relative to the checkout (../shared/SPEC.md), never /work/... or /home/..."""
+    files = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / "conftest.py", ROOT / ".ci" / "run"]
+    files += [f for folder in ("nanochat", "tests", "benchmarks") for f in sorted((ROOT / folder).glob("*.*"))
+              if f.suffix in (".py", ".md", ".sh", ".toml")]
+    machine_path = re.compile(r"(?<![\w.])/(work|home|root|Users)/\w")
+    assert [f.name for f in files if machine_path.search(f.read_text())] == []
+
+
+# the tool tests' own parametrized ids (item 14); the other test files keep their own
+TOOL_TEST_FILES = ("test_coverage_report.py", "test_mutation.py", "test_tracer.py", "test_ci.py")
+
+
+def opaque_id(item):
+    """Why a parametrized test id does not read as documentation, or None."""
+    if "\n" in item.nodeid or re.search(r"\\[ux][0-9a-f]{2}", item.callspec.id):
+        return "a newline or an escaped character"
+    argnames = set(item.callspec.params)
+    for part in re.split(r"-", item.callspec.id):
+        match = re.fullmatch(r"([A-Za-z_]+)\d+", part)
+        if part == "None" or (match and match.group(1) in argnames):
+            return f"the generated part {part!r}"
+    return None
+
+
+def test_the_tool_tests_parametrized_ids_read_as_documentation(request):
+    """`pytest -v` shows what each case checks ([a-skip-is-not-verified]), never [outcomes0-\\u2705] or [2-None]."""
+    items = [item for item in request.session.items
+             if hasattr(item, "callspec") and item.path.name in TOOL_TEST_FILES]
+    assert [(item.nodeid, opaque_id(item)) for item in items if opaque_id(item)] == []

@@ -135,7 +135,45 @@ def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_p
                                   "outcome": "passed"}
     assert tests["test_bad"]["outcome"] == "failed" and tests["test_bad"]["components"] == ["mlp.relu2"]
     assert tests["test_skipped"]["outcome"] == "skipped" and tests["test_skipped"]["skip_reason"].endswith("no CUDA")
-    assert data["own_impl"] is True and data["complete"] is True
+    assert data["own_impl"] is True and data["complete"] is True and data["incomplete"] == []
+    assert data["finished"] is True and len(data["run_id"]) == 32 and len(data["fingerprint"]) == 64
+
+
+def test_the_plugins_own_deselection_keeps_a_run_complete_and_a_users_does_not(suite, tmp_path):
+    """Tests the plugin leaves out by design (tooling, under another implementation) do not make a run
+    incomplete; a --deselect of the user's does, and the outcomes say which option did it."""
+    out = tmp_path / "outcomes.json"
+    source = """
+        import pytest
+        @pytest.mark.component("rope")
+        def test_contract(impl):
+            pass
+        @pytest.mark.component("rope")
+        def test_other(impl):
+            pass
+        @pytest.mark.tooling
+        @pytest.mark.component("tooling.tracer")
+        def test_tool():
+            pass
+    """
+    suite(source, f"--gpt-impl={REFERENCE}", f"--outcomes={out}").assert_outcomes(passed=2, deselected=1)
+    data = json.loads(out.read_text())
+    assert data["complete"] is True and data["deselected_by_user"] == 0
+    suite(source, "--deselect=test_sample.py::test_other", f"--outcomes={out}")
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["incomplete"] == ["--deselect left out test_sample.py::test_other"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prioritize-component", "nope"], "--prioritize-component 'nope': unknown component ID 'nope'"),
+    (["--outcomes={tmp}/no/such/folder/o.json"], "does not exist"),
+    (["--outcomes={tmp}"], "is a directory"),
+], ids=["unknown-component-to-prioritize", "outcomes-in-a-missing-folder", "outcomes-is-a-directory"])
+def test_options_naming_nothing_usable_are_usage_errors(suite, tmp_path, args, message):
+    """A bad --prioritize-component or --outcomes stops the run with a usage error naming it, not an INTERNALERROR."""
+    result = suite("", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message.replace("{tmp}", str(tmp_path)) in result.stderr.str() and "INTERNALERROR" not in result.stderr.str()
 
 
 def test_prioritize_component_runs_that_components_tests_first(suite):

@@ -1,5 +1,6 @@
 """Inference: GPT.generate streams sampled token ids after a prompt, with a KV cache."""
 
+import inspect
 import types
 
 import pytest
@@ -51,3 +52,158 @@ def test_a_temperature_near_zero_samples_the_argmax(model):
     greedy = list(model.generate([6, 1], 12, temperature=0))
     assert list(model.generate([6, 1], 12, temperature=1e-4, seed=3)) == greedy
     assert list(model.generate([6, 1], 12, temperature=1.0, seed=3)) != greedy
+
+
+# ---- the distribution each step samples from ------------------------------------------------------
+
+
+@pytest.fixture
+def sampled(monkeypatch):
+    """Every probability vector generate hands to torch.multinomial, normalised, in float64."""
+    seen = []
+    multinomial = torch.multinomial
+
+    def recording(probs, *args, **kwargs):
+        seen.append((probs / probs.sum(-1, keepdim=True)).double().squeeze(0).clone())
+        return multinomial(probs, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", recording)
+    return seen
+
+
+def last_logits(model, seq):
+    """The last position's logits of one full forward (no KV cache) over seq, in float64."""
+    with torch.no_grad():
+        return model(torch.tensor([seq]))[0, -1].double()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0], ids=["T=0.5", "T=2"])
+def test_each_step_samples_from_softmax_of_the_logits_over_the_temperature(model, sampled, temperature):
+    """Every step samples from exactly softmax(logits / T) of a full forward over the sequence so far: T applied once."""
+    seq = [3, 1, 4]
+    tokens = list(model.generate(seq, 6, temperature=temperature, seed=5))
+    assert len(sampled) == len(tokens) == 6, "generate must sample each token through torch.multinomial"
+    for token, probs in zip(tokens, sampled):
+        expected = torch.softmax(last_logits(model, seq) / temperature, dim=-1)
+        torch.testing.assert_close(probs, expected, rtol=0, atol=1e-5)
+        assert probs[token] > 0
+        seq = seq + [token]
+
+
+@pytest.mark.parametrize("top_k", [2, 5, 63], ids=lambda k: f"top_k={k}")
+def test_top_k_leaves_exactly_the_k_most_likely_tokens_with_renormalised_probabilities(model, sampled, top_k):
+    """With top_k=k exactly the k highest logits keep a nonzero probability, softmax(their logits / T); the rest 0."""
+    seq, temperature = [9, 2], 0.8
+    tokens = list(model.generate(seq, 5, temperature=temperature, top_k=top_k, seed=2))
+    assert len(sampled) == len(tokens) == 5
+    for token, probs in zip(tokens, sampled):
+        logits = last_logits(model, seq)
+        ranked = logits.sort(descending=True).values
+        assert ranked[top_k - 1] - ranked[top_k] > 1e-4, "no tie at the k-th logit (premise of the test)"
+        top = logits.topk(top_k)
+        expected = torch.zeros_like(probs).index_copy(0, top.indices, torch.softmax(top.values / temperature, dim=-1))
+        assert int((probs > 0).sum()) == top_k
+        torch.testing.assert_close(probs, expected, rtol=0, atol=1e-5)
+        seq = seq + [token]
+
+
+@pytest.mark.parametrize("top_k", [0, 64, 65, 10 ** 9], ids=["top_k=0", "top_k=vocab", "top_k=vocab+1", "top_k=1e9"])
+def test_top_k_zero_or_at_least_the_vocabulary_filters_nothing(model, sampled, top_k):
+    """top_k=0 and top_k >= vocab_size keep every token: the same distributions and stream as top_k=None."""
+    unfiltered = list(model.generate([2, 7], 5, temperature=1.3, seed=11))
+    n = len(sampled)
+    assert list(model.generate([2, 7], 5, temperature=1.3, top_k=top_k, seed=11)) == unfiltered
+    assert n == 5 and len(sampled) == 2 * n
+    for plain, filtered in zip(sampled[:n], sampled[n:]):
+        assert (filtered > 0).all()
+        torch.testing.assert_close(filtered, plain, rtol=0, atol=0)
+
+
+@pytest.fixture
+def context_free_model(make_config, make_model):
+    """A model whose logits are the same at every position, whatever the context, set by raw logits."""
+    def make(raw):
+        raw = torch.tensor(raw)
+        config = make_config(sequence_len=32, vocab_size=len(raw), n_layer=1, n_head=1, n_kv_head=1, n_embd=8)
+        model = make_model(config, randomize=False)  # every residual branch zero: the stream is norm(wte(token))
+        with torch.no_grad():
+            model.transformer.wte.weight.fill_(1.0)  # every token embeds alike: norm gives all ones
+            model.lm_head.weight.copy_(raw[:, None].expand(len(raw), 8) / 8)  # so lm_head gives raw
+            logits = model(torch.tensor([[0, 3, 1, 2, 2]]))[0].double()
+        torch.testing.assert_close(logits, logits[:1].expand_as(logits), rtol=0, atol=1e-6)  # premise: context-free
+        return model, logits[0]
+    return make
+
+
+# chi2.ppf(0.999, df=3): a correct sampler fails this check with probability 0.001 (here: never, the seed is fixed)
+CHI2_CRITICAL_DF3_P001 = 16.266
+
+
+def test_sample_frequencies_fit_softmax_over_the_temperature_by_chi_square(context_free_model):
+    """200 tokens from a model whose logits ignore the context fit softmax(logits / T) (chi-square, p = 0.001)."""
+    model, logits = context_free_model([-3.0, -1.0, 1.0, 3.0])
+    temperature, n = 2.0, 200
+    expected = n * torch.softmax(logits / temperature, dim=-1)
+    assert expected.min() >= 5  # the chi-square approximation holds
+    counts = torch.bincount(torch.tensor(list(model.generate([0], n, temperature=temperature, seed=0))), minlength=4)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < CHI2_CRITICAL_DF3_P001, f"counts {counts.tolist()} vs expected {expected.tolist()}: chi2={chi2:.1f}"
+
+
+def test_temperature_0_is_the_exact_argmax_even_against_a_runner_up_1e3_behind(context_free_model):
+    """temperature=0 always picks the argmax, never the runner-up 0.001 behind (a tiny temperature would, half the time)."""
+    model, logits = context_free_model([1.0, 0.999, -1.0, -1.0])
+    assert 0 < logits[0] - logits[1] < 2e-3  # premise: a near tie
+    for seed in (0, 1):
+        assert list(model.generate([2], 20, temperature=0, seed=seed)) == [0] * 20
+
+
+def test_temperature_0_is_the_argmax_whatever_the_seed(model):
+    """temperature=0 is deterministic: every seed gives the same greedy stream, the argmax at every step."""
+    seq = [7, 3]
+    greedy = list(model.generate(seq, 6, temperature=0, seed=1))
+    assert list(model.generate(seq, 6, temperature=0, seed=2)) == greedy
+    assert list(model.generate(seq, 6, temperature=0, top_k=3, seed=3)) == greedy
+    for token in greedy:
+        assert token == last_logits(model, seq).argmax().item()
+        seq = seq + [token]
+
+
+# ---- random number generation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, 5), (0, None)], ids=["T=1", "T=0.7-top5", "greedy"])
+def test_generate_leaves_the_global_rng_untouched(model, temperature, top_k):
+    """Sampling draws from the stream's own generator: torch's global RNG state is the same before and after."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    list(model.generate([1, 2], 8, temperature=temperature, top_k=top_k, seed=3))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_stream_depends_on_the_seed_not_on_the_global_rng(model):
+    """Whatever the global RNG's state, the same seed gives the same stream."""
+    torch.manual_seed(0)
+    a = list(model.generate([4, 8], 10, seed=9))
+    torch.manual_seed(1)
+    torch.rand(100)
+    assert list(model.generate([4, 8], 10, seed=9)) == a
+
+
+def test_interleaved_streams_equal_the_same_streams_run_separately(model):
+    """Each generate call owns its torch.Generator: advancing A, B, A, B... gives what A and B give alone."""
+    kwargs = dict(tokens=[5, 5], max_tokens=8, temperature=1.5)
+    alone = [list(model.generate(**kwargs, seed=seed)) for seed in (1, 2)]
+    assert alone[0] != alone[1]  # premise: two different streams
+    streams, interleaved = [model.generate(**kwargs, seed=seed) for seed in (1, 2)], [[], []]
+    for _ in range(8):
+        for stream, out in zip(streams, interleaved):
+            out.append(next(stream))
+    assert interleaved == alone
+
+
+def test_generate_defaults_are_temperature_1_no_top_k_and_seed_42(model):
+    """The documented defaults temperature=1.0, top_k=None, seed=42: leaving them out equals passing them."""
+    defaults = {name: p.default for name, p in inspect.signature(type(model).generate).parameters.items()}
+    assert (defaults["temperature"], defaults["top_k"], defaults["seed"]) == (1.0, None, 42)
+    assert list(model.generate([8], 10)) == list(model.generate([8], 10, temperature=1.0, top_k=None, seed=42))

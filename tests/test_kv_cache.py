@@ -1,4 +1,7 @@
-"""Inference: the KV cache. Incremental decoding must give the logits of one full forward pass."""
+"""Inference: the KV cache. Incremental decoding must give the logits of one full forward pass.
+
+The cache is the implementation's own (nanochat/contract.py's CacheAdapter): nanochat a088b7a's and this
+project's insert_kv cache, or nanochat 92d63d4's flash-attention-style one."""
 
 import pytest
 import torch
@@ -6,13 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanochat.engine import KVCache
+from tests.conftest import cast_parameters
 from tests.explicit import rope_complex
 
 pytestmark = pytest.mark.component("inference.kv_cache")
-
-
-def new_cache(config, batch_size=2, seq_len=16):
-    return KVCache(batch_size, config.n_kv_head, seq_len, config.n_embd // config.n_head, config.n_layer)
 
 
 def decode(model, idx, chunks, cache):
@@ -24,14 +24,14 @@ def decode(model, idx, chunks, cache):
     return torch.cat(outs, dim=1)
 
 
-def test_token_by_token_decoding_equals_one_full_forward(model, idx, config):
+def test_token_by_token_decoding_equals_one_full_forward(model, idx, config, new_cache):
     """Feeding one token at a time through the cache reproduces every logit of the full forward."""
     full = model(idx)
     step_by_step = decode(model, idx, [1] * idx.size(1), new_cache(config))
     torch.testing.assert_close(step_by_step, full, rtol=1e-5, atol=1e-5)
 
 
-def test_a_chunk_over_a_cached_prefix_matches_the_full_forward(model, idx, config):
+def test_a_chunk_over_a_cached_prefix_matches_the_full_forward(model, idx, config, new_cache):
     """Prefill 6 tokens, then a chunk of 4: the chunk sees the whole prefix and is causal within itself."""
     full = model(idx[:, :10])
     chunked = decode(model, idx, [6, 4], new_cache(config))
@@ -39,25 +39,26 @@ def test_a_chunk_over_a_cached_prefix_matches_the_full_forward(model, idx, confi
 
 
 @given(chunks=st.lists(st.integers(1, 6), min_size=1, max_size=16))
-def test_any_split_into_chunks_equals_the_full_forward(model, idx, config, chunks):
-    """Prefill and decode in any chunk sizes: the logits are those of the full forward pass."""
-    total, sizes = 0, []
+def test_any_split_into_chunks_equals_the_full_forward(model, idx, config, new_cache, chunks):
+    """Prefill and decode the sequence in any chunk sizes: the logits are those of the full forward pass."""
+    sizes, total = [], 0
     for size in chunks:
         size = min(size, idx.size(1) - total)
         if size == 0:
             break
         sizes.append(size)
         total += size
-    full = model(idx[:, :total])
-    torch.testing.assert_close(decode(model, idx, sizes, new_cache(config)), full, rtol=1e-5, atol=1e-5)
+    if total < idx.size(1):
+        sizes.append(idx.size(1) - total)  # the rest in one last chunk
+    torch.testing.assert_close(decode(model, idx, sizes, new_cache(config)), model(idx), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.component("rope.rotary", "attention.rope")
-def test_rope_offset_follows_the_cache_position(model, idx, config, run_traced):
+def test_rope_offset_follows_the_cache_position(model, idx, config, run_traced, new_cache, caches):
     """A token decoded at cache position p is rotated by the angle of position p, not position 0."""
     cache = new_cache(config)
     model(idx[:, :7], kv_cache=cache)
-    assert cache.get_pos() == 7
+    assert caches.pos(cache) == 7
     traced = run_traced(model, idx[:, 7:8], kv_cache=cache)
     q, q_rope = traced["transformer.h.0.attn.q"], traced["transformer.h.0.attn.q_rope"]
     torch.testing.assert_close(q_rope.double(), rope_complex(q, model.cos[:, 7:8], model.sin[:, 7:8]),
@@ -65,20 +66,38 @@ def test_rope_offset_follows_the_cache_position(model, idx, config, run_traced):
     assert (q_rope.double() - rope_complex(q, model.cos[:, :1], model.sin[:, :1])).abs().max() > 1e-3
 
 
-def test_cache_grows_past_its_initial_length(model, idx, config):
-    """A cache sized for 2 positions keeps working for 16, with the same logits as the full forward."""
-    cache = new_cache(config, seq_len=2)
-    out = decode(model, idx, [3] + [1] * 13, cache)
-    assert cache.get_pos() == 16 and cache.kv_cache.size(4) >= 16
-    torch.testing.assert_close(out, model(idx), rtol=1e-5, atol=1e-5)
+def test_cache_decodes_to_its_length_and_grows_if_the_card_says_so(model, idx, config, new_cache, caches, arch):
+    """A cache fills to exactly its length with the full forward's logits; a cache sized for 2 positions keeps
+    working for 16 where the card says caches grow (nanochat 92d63d4's are allocated once)."""
+    cache = new_cache(config, seq_len=16)
+    torch.testing.assert_close(decode(model, idx, [3] + [1] * 13, cache), model(idx), rtol=1e-5, atol=1e-5)
+    assert caches.pos(cache) == 16
+    if arch.kv_cache_grows:
+        cache = new_cache(config, seq_len=2)
+        out = decode(model, idx, [3] + [1] * 13, cache)
+        assert caches.pos(cache) == 16 and caches.tensors(cache)[0].size(3) >= 16
+        torch.testing.assert_close(out, model(idx), rtol=1e-5, atol=1e-5)
 
 
-def test_reset_starts_a_new_sequence(model, idx, config):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_the_cache_holds_keys_in_the_dtype_attention_computes_them_in(make_model, config, idx, new_cache, caches,
+                                                                      run_traced, dtype):
+    """With float32 or bfloat16 weights the cached keys and values have the dtype of the keys attention computed,
+    not one hard-coded (nanochat PR 795)."""
+    model = cast_parameters(make_model(config), dtype)
+    traced = run_traced(model, idx[:, :4])
+    cache = new_cache(config, dtype=traced["transformer.h.0.attn.k_norm"].dtype)
+    model(idx[:, :4], kv_cache=cache)
+    keys, values = caches.tensors(cache)
+    assert keys.dtype == values.dtype == traced["transformer.h.0.attn.k_norm"].dtype
+
+
+def test_reset_starts_a_new_sequence(model, idx, config, new_cache, caches):
     """After reset() the cache decodes a new sequence as if it were fresh."""
     cache = new_cache(config)
     decode(model, idx, [5, 1, 1], cache)
     cache.reset()
-    assert cache.get_pos() == 0
+    assert caches.pos(cache) == 0
     other = idx.flip(1)
     torch.testing.assert_close(decode(model, other, [4, 1, 1], cache), model(other[:, :6]), rtol=1e-5, atol=1e-5)
 

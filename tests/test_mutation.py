@@ -1,8 +1,7 @@
 """Tooling: `python -m nanochat.mutation`, the mutant catalog (nanochat/mutants.py) and its runner."""
 
 import json
-import subprocess
-import sys
+import time
 
 import pytest
 
@@ -56,10 +55,11 @@ def test_every_mutant_names_a_known_component_and_a_one_line_bug():
 
 
 def test_every_component_of_the_table_has_a_scored_mutant():
-    """All 12 components of the table are broken by at least one non-equivalent mutant."""
+    """All 12 components of the seed table are broken by at least one non-equivalent mutant."""
     covered = {m.component for m in SCORED}
-    assert len(COMPONENTS) == 12
-    assert [c.key for c in COMPONENTS if c.key not in covered] == []
+    seed = [c for c in COMPONENTS if getattr(c, "feature", None) is None]
+    assert len(seed) == 12
+    assert [c.key for c in seed if c.key not in covered] == []
 
 
 def test_catalog_has_at_least_25_scored_mutants():
@@ -78,13 +78,35 @@ def test_an_edit_must_match_exactly_once():
     assert twice.apply("a = 1\n") == "a = 2\n"
 
 
-def test_a_missing_target_is_a_catalog_bug_for_gpt_py_and_not_applicable_elsewhere():
-    """For nanochat/gpt.py an edit that does not apply stops the run; for another implementation it is reported."""
-    stale = M("stale", "rope", "edits text that is not there", ("no such text", "x"))
-    with pytest.raises(mutation.HarnessFailure, match="catalog bug"):
-        mutation.mutate(stale, OWN_SOURCE, own_target=True)
-    mutated, reason = mutation.mutate(stale, OWN_SOURCE, own_target=False)
-    assert mutated is None and "not found" in reason
+def softcap_mutant():
+    return next(m for m in MUTANTS if m.target.startswith("lm_head") and "softcap" in m.name and not m.equivalent)
+
+
+def test_after_an_architecture_change_a_mutant_whose_text_is_gone_is_stale_and_the_others_run(tmp_path, monkeypatch):
+    """The project's gpt.py with the softcap changed (as a user changing LOGIT_SOFTCAP would): the
+    softcap mutant no longer applies; it is `stale`, not a harness failure that stops the run, the
+    other mutants still run, and the exit status (3) says the catalog needs attention."""
+    changed = tmp_path / "gpt.py"
+    changed.write_text(softcap_mutant().apply(OWN_SOURCE))
+    monkeypatch.setattr(mutation, "OWN_IMPL", changed)
+    killed = next(m for m in MUTANTS if m.component == "mlp" and not m.equivalent)
+    results = mutation.run_catalog([softcap_mutant(), killed], str(changed),
+                                   runner=scripted({killed.name: (1, failing("tests/test_mlp.py::test_k"))}))
+    assert [(r.name, r.status) for r in results] == [(softcap_mutant().name, "stale"), (killed.name, "killed")]
+    assert "not found" in results[0].detail
+    assert mutation.exit_status(results) == 3
+    assert json.loads(mutation.to_json(results, "nanochat/gpt.py"))["totals"]["stale"] == 1
+
+
+def test_a_failing_control_still_reports_which_mutants_are_stale():
+    """When the unmutated copy fails, nothing is scored, and the JSON says so with the reason: the
+    report can then show the honest table and the stale mutants."""
+    runner = scripted({mutation.CONTROL: (1, failing("tests/test_lm_head.py::test_softcap"))})
+    with pytest.raises(mutation.ControlFailed) as caught:
+        mutation.run_catalog(MUTANTS[:2], "nanochat.gpt", runner=runner)
+    assert [r.status for r in caught.value.results] == ["not_run", "not_run"]
+    data = json.loads(mutation.to_json(caught.value.results, "nanochat/gpt.py", control_failure=caught.value.reason))
+    assert data["control"] == "failed" and "tests/test_lm_head.py::test_softcap" in data["control_failure"]
 
 
 # ---- classifying a run --------------------------------------------------------------------------
@@ -102,17 +124,19 @@ def test_a_clean_pass_is_a_survivor():
 
 
 @pytest.mark.parametrize("code, outcomes", [
-    (2, None),  # interrupted (collection error)
-    (3, None),  # pytest internal error
-    (4, None),  # usage error: the mutated copy does not import
-    (5, PASSING),  # no tests collected
-    (70, None),  # the forked child crashed outside pytest
-    (-9, None),  # killed by a signal
+    (2, None),
+    (3, None),
+    (4, None),
+    (5, PASSING),
+    (70, None),
+    (-9, None),
     (mutation.TIMED_OUT, None),
-    (1, None),  # failures claimed, but nothing recorded
-    (1, PASSING),  # failures claimed, but no test failed
-    (0, {"tests": {"tests/test_x.py::t": {"outcome": "skipped"}}}),  # nothing actually passed
-])
+    (1, None),
+    (1, PASSING),
+    (0, {"tests": {"tests/test_x.py::t": {"outcome": "skipped"}}}),
+], ids=["interrupted-by-a-collection-error", "pytest-internal-error", "usage-error-the-copy-does-not-import",
+        "no-tests-collected", "the-forked-child-crashed-outside-pytest", "killed-by-a-signal", "timed-out",
+        "failures-claimed-but-nothing-recorded", "failures-claimed-but-no-test-failed", "nothing-actually-passed"])
 def test_anything_but_a_test_failure_or_a_clean_pass_is_a_harness_error(code, outcomes):
     """Crashes, usage errors, timeouts and missing outcomes are harness errors, never kills."""
     status, killed_by, detail = mutation.classify(code, outcomes, seconds=12.0)
@@ -185,36 +209,125 @@ def test_list_prints_the_catalog_and_unknown_names_are_rejected(capsys):
     assert "no_such_mutant" in capsys.readouterr().out
 
 
-# ---- end to end ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, problem", [
+    (["--timeout", "0"], "--timeout: must be a positive number of seconds"),
+    (["--timeout", "-5"], "--timeout: must be a positive number of seconds"),
+    (["--timeout", "nan"], "--timeout: must be a positive number of seconds"),
+    (["--only", ""], "--only: names no mutant"),
+    (["--only", ","], "--only: names no mutant"),
+    (["--jobs", "0"], "--jobs: must be at least 1"),
+    (["--catalog", "no_such_catalog_module"], "--catalog 'no_such_catalog_module': no importable module"),
+    (["--catalog", "{tmp}/missing.py"], "no such file"),
+    (["--json", "{tmp}"], "--json {tmp}: is a directory"),
+    (["--json", "{tmp}/no/such/folder/m.json"], "does not exist"),
+    (["--gpt-impl", ""], "--gpt-impl is empty"),
+], ids=["timeout-zero", "timeout-negative", "timeout-not-a-number", "only-empty", "only-just-a-comma", "no-jobs",
+        "catalog-module-missing", "catalog-file-missing", "json-is-a-directory", "json-folder-missing", "empty-impl"])
+def test_bad_options_are_one_line_and_exit_2_before_anything_runs(argv, problem, tmp_path, capsys, monkeypatch):
+    """Every unusable option is refused at once, in one line, without a traceback and without running."""
+    monkeypatch.setattr(mutation, "run_catalog", lambda *a, **k: pytest.fail("the catalog ran"))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        status = mutation.main(argv)
+    except SystemExit as e:
+        status = e.code
+    captured = capsys.readouterr()
+    text = (captured.out + captured.err).strip()
+    assert status == 2 and len(text.splitlines()) == 1, text
+    assert problem.replace("{tmp}", str(tmp_path)) in " ".join(text.split()) and "Traceback" not in text
 
-CATALOG = '''
-from nanochat.mutants import BY_NAME, M
 
-MUTANTS = (
-    BY_NAME["rope_sin_sign_flipped"],
-    M("probe_survivor", "rope", "appends a name no test looks at", append="_MUTATION_PROBE = 1\\n"),
-    M("probe_broken_import", "rope", "raises at import", append="raise RuntimeError('deliberately broken')\\n"),
-    BY_NAME["eq_rope_subtraction"],
-)
-'''
+# ---- real runs of a tiny fixture suite ---------------------------------------------------------
+# A pure-Python stand-in implementation and a two-test suite: every pytest run starts in well under
+# a second, so real runs (exit codes, --outcomes files, time limits) are checked without torch.
+
+STUB_IMPL = """
+class GPTConfig:
+    pass
 
 
-def test_end_to_end_control_kill_survivor_and_harness_error(tmp_path):
-    """A real run on tests/test_rope.py: the control passes, a RoPE bug is killed by a RoPE test, a copy
-    that raises at import is a harness error (not a kill), a harmless change survives (exit status 1)."""
-    catalog, out = tmp_path / "catalog.py", tmp_path / "result.json"
-    catalog.write_text(CATALOG)
-    proc = subprocess.run([sys.executable, "-m", "nanochat.mutation", "--catalog", str(catalog), "--json", str(out),
-                           "--jobs", "2", "--", "tests/test_rope.py"],
-                          cwd=mutation.PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert "control passed" in proc.stdout, proc.stdout + proc.stderr
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    data = json.loads(out.read_text())
-    got = {m["name"]: (m["status"], m["killed_by"]) for m in data["mutants"]}
-    status, killer = got.pop("rope_sin_sign_flipped")
-    assert status == "killed" and killer.startswith("tests/test_rope.py::"), (status, killer)
+class GPT:
+    pass
+
+
+def apply_rotary_emb(x, cos, sin):
+    return x
+
+
+def norm(x):
+    return [v / 2 for v in x]
+"""
+
+STUB_TESTS = """
+import pytest
+
+
+@pytest.mark.component("rmsnorm")
+def test_norm_halves(impl):
+    assert impl.norm([2.0]) == [1.0]
+
+
+@pytest.mark.component("rope")
+def test_rope_leaves_the_stub_alone(impl):
+    assert impl.apply_rotary_emb([1], None, None) == [1]
+"""
+
+STUB_PYPROJECT = """
+[tool.pytest.ini_options]
+addopts = ["-p", "nanochat.pytest_plugin", "-p", "no:hypothesispytest", "-p", "no:xdist"]
+markers = ["component(*ids): sub-components"]
+"""
+
+
+@pytest.fixture
+def stub(tmp_path):
+    """(the stand-in implementation, the pytest arguments that run its fixture suite)."""
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "pyproject.toml").write_text(STUB_PYPROJECT)
+    (tmp_path / "suite" / "test_stub.py").write_text(STUB_TESTS)
+    impl = tmp_path / "stub_gpt.py"
+    impl.write_text(STUB_IMPL)
+    return impl, [str(tmp_path / "suite")]
+
+
+def test_real_runs_give_control_kill_survivor_harness_error_and_not_applicable(stub):
+    """Real pytest runs of the fixture suite: the control passes, a broken norm is killed by the norm
+    test, a copy that raises at import is a harness error (not a kill), a harmless change survives,
+    an equivalent mutant is not run and text the stub lacks is not applicable."""
+    impl, suite = stub
+    catalog = (M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")),
+               M("probe_survivor", "rope", "appends a name no test looks at", append="_PROBE = 1\n"),
+               M("probe_broken_import", "rope", "raises at import", append="raise RuntimeError('deliberately broken')\n"),
+               M("eq_probe", "rope", "equivalent: a comment changes nothing", ("return x\n", "return x  # same\n"),
+                 equivalent=True),
+               M("not_in_stub", "rope", "edits text the stub lacks", ("no such text", "x")))
+    results = mutation.run_catalog(catalog, str(impl), jobs=2, extra=suite, use_fork=False)
+    got = {r.name: (r.status, r.killed_by) for r in results}
+    assert got.pop("norm_thirds") == ("killed", "test_stub.py::test_norm_halves"), results
     assert got == {"probe_survivor": ("survived", None), "probe_broken_import": ("harness_error", None),
-                   "eq_rope_subtraction": ("equivalent", None)}
-    assert data["control"] == "passed" and data["pytest_args"] == ["tests/test_rope.py"]
-    assert data["totals"] == {"killed": 1, "survived": 1, "harness_error": 1, "equivalent": 1,
-                              "not_applicable": 0, "total": 3}
+                   "eq_probe": ("equivalent", None), "not_in_stub": ("not_applicable", None)}
+    assert mutation.exit_status(results) == 1
+
+
+def test_the_control_run_honours_the_timeout(stub, tmp_path):
+    """A control whose implementation never finishes importing is stopped at --timeout, not at the
+    control's default limit of minutes."""
+    impl, suite = stub
+    hanging = tmp_path / "hanging_gpt.py"
+    hanging.write_text("import time\ntime.sleep(120)\n" + STUB_IMPL)
+    finished = []
+    started = time.monotonic()
+    mutation.run_tasks([mutation.Task(mutation.CONTROL, hanging, None)], tmp_path, 1, suite, timeout=0.5,
+                       control_limit=60, on_done=lambda task, code, outcomes, seconds: finished.append(code),
+                       use_fork=False)
+    assert finished == [mutation.TIMED_OUT]
+    assert time.monotonic() - started < 20
+
+
+def test_outside_a_source_checkout_the_runner_says_it_needs_one(tmp_path, monkeypatch, capsys):
+    """Installed without the tests beside it, the runner refuses in one line instead of failing in pytest."""
+    monkeypatch.setattr(mutation, "PROJECT_ROOT", tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        mutation.main([])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and len(err.strip().splitlines()) == 1 and "needs a source checkout" in err

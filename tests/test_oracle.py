@@ -1,16 +1,18 @@
 """The implementation under test agrees with an independent one: the deliberately naive reference
-(tests/reference_gpt.py: explicit attention matrix, complex-number RoPE, explicit head repetition), or,
-when the reference itself is under test, the project's nanochat/gpt.py."""
+(tests/reference_gpt.py: explicit attention matrix, complex-number RoPE, explicit head repetition), set up
+as the architecture card says, or, when the reference itself is under test, the project's nanochat/gpt.py."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
-from nanochat.contract import load_implementation, source_path
-from nanochat.engine import KVCache
-from tests.conftest import randomize_weights
+from nanochat.architecture import FEATURES
+from nanochat.contract import CacheAdapter, load_implementation, source_path
+from tests.conftest import cast_parameters, neutralize, randomize_weights
 from tests.strategies import config_kwargs
 
 pytestmark = pytest.mark.component("contract.oracle")
@@ -23,25 +25,50 @@ def oracle(impl):
     return load_implementation("nanochat.gpt" if source_path(impl) == REFERENCE.resolve() else str(REFERENCE))
 
 
-def twins(impl, oracle, kwargs, seed=0):
-    """The implementation under test and the oracle, holding the same random weights."""
-    model = randomize_weights(impl.GPT(impl.GPTConfig(**kwargs)), seed)
-    twin = oracle.GPT(oracle.GPTConfig(**kwargs))
+def oracle_config(oracle, arch, impl, config):
+    """The oracle's config for a model of `config` under the card: the same sizes, the card's values, and the
+    modern components switched as they are in the model under test."""
+    on = {f: arch.active(f, config) for f in FEATURES}
+    values = dict(
+        window_pattern=arch.sliding_window["pattern"] if on["sliding_window"] else "L",
+        value_embeds=on["value_embeddings"], lambdas=on["lambdas"], smear=on["smear"], backout=on["backout"],
+        pad_vocab_size_to=arch.padded_vocab["multiple"] if on["padded_vocab"] else 1,
+        softcap=arch.softcap, rope_base=arch.rope_base, qk_gain=arch.qk_gain,
+        rotary_len_factor=arch.rotary_len_factor, table_dtype=str(arch.table_dtype(impl)).removeprefix("torch."),
+        card=arch)
+    sizes = {k: getattr(config, k) for k in ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")}
+    fields = {f.name for f in dataclasses.fields(oracle.GPTConfig)}
+    return oracle.GPTConfig(**sizes, **{k: v for k, v in values.items() if k in fields})
+
+
+def twins(impl, oracle, arch, config, seed=0, live=FEATURES):
+    """The implementation under test and the oracle, holding the same random weights (modern components live)."""
+    model = neutralize(randomize_weights(impl.GPT(config), seed), keep=live)
+    twin = oracle.GPT(oracle_config(oracle, arch, impl, config))
     twin.load_state_dict(model.state_dict(), strict=True)
     return model, twin
 
 
-def test_state_dict_uses_the_contract_names(impl, oracle):
-    """Both implementations name their weights alike (transformer.wte, transformer.h.i.attn.c_q, ..., lm_head)."""
-    kwargs = dict(sequence_len=8, vocab_size=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=8)
-    model, twin = twins(impl, oracle, kwargs)
-    assert list(model.state_dict()) == list(twin.state_dict())
+def all_features(arch):
+    return [f for f in FEATURES if arch.has(f)]
 
 
-@given(kwargs=config_kwargs(max_layers=2, max_seq=8))
-def test_logits_and_losses_match_the_oracle(impl, oracle, kwargs):
-    """Same weights, same tokens: same logits and same loss (mean, and per token with ignored targets)."""
-    model, twin = twins(impl, oracle, kwargs)
+def test_state_dict_uses_the_contract_names(impl, oracle, arch, make_config):
+    """Both implementations name their weights alike (transformer.wte, transformer.h.i.attn.c_q, ..., lm_head, and
+    the modern components' value_embeds.i, resid_lambdas, ...)."""
+    model, twin = twins(impl, oracle, arch, make_config(*all_features(arch)))
+    assert sorted(model.state_dict()) == sorted(twin.state_dict())
+
+
+@given(data=st.data())
+def test_logits_and_losses_match_the_oracle(impl, oracle, arch, data):
+    """Same weights, same tokens: same logits and same loss (mean, and per token with ignored targets), over the
+    config space, with the card's optional modern components switched on or off."""
+    options = [f for f in FEATURES if arch.features[f] == "optional"]
+    features = data.draw(st.lists(st.sampled_from(options), unique=True), label="features") if options else []
+    kwargs = data.draw(config_kwargs(arch, max_layers=3, max_seq=8, min_embd=24 if features else 1), label="config")
+    config = impl.GPTConfig(**kwargs, **arch.config_for(*features))
+    model, twin = twins(impl, oracle, arch, config)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, kwargs["vocab_size"], (2, kwargs["sequence_len"]), generator=gen)
     targets = torch.randint(-1, kwargs["vocab_size"], idx.shape, generator=gen)
@@ -52,49 +79,83 @@ def test_logits_and_losses_match_the_oracle(impl, oracle, kwargs):
         torch.testing.assert_close(model(idx, targets), twin(idx, targets), rtol=1e-5, atol=1e-5)
 
 
-def test_kv_cache_decoding_matches_the_oracle(impl, oracle):
-    """Prefill and token-by-token decoding give the oracle's logits step for step."""
-    kwargs = dict(sequence_len=12, vocab_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
-    model, twin = twins(impl, oracle, kwargs)
+def test_modern_components_over_a_long_sequence_match_the_oracle(impl, oracle, arch, make_config):
+    """With every modern component the card has live, a 200-token sequence (past the 128-position short window)
+    gives the oracle's logits."""
+    config = make_config(*all_features(arch), sequence_len=256, n_layer=4)
+    model, twin = twins(impl, oracle, arch, config)
+    idx = torch.randint(0, config.vocab_size, (1, 200), generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(model(idx), twin(idx), rtol=1e-4, atol=1e-4)
+
+
+def test_kv_cache_decoding_matches_the_oracle(impl, oracle, arch, make_config, caches):
+    """Prefill and token-by-token decoding give the oracle's logits step for step, each with its own cache."""
+    config = make_config(*all_features(arch), sequence_len=12, vocab_size=32, n_layer=2)
+    model, twin = twins(impl, oracle, arch, config)
     idx = torch.randint(0, 32, (1, 12), generator=torch.Generator().manual_seed(0))
-    caches = [KVCache(1, 2, 12, 8, 2) for _ in range(2)]
+    twin_caches = CacheAdapter.of(oracle)
+    cache, twin_cache = caches.for_config(config, 1, 12), twin_caches.for_config(config, 1, 12)
     for chunk in (idx[:, :5], *idx[:, 5:].split(1, dim=1)):
-        torch.testing.assert_close(model(chunk, kv_cache=caches[0]), twin(chunk, kv_cache=caches[1]),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(chunk, kv_cache=cache), twin(chunk, kv_cache=twin_cache), rtol=1e-5, atol=1e-5)
 
 
-def test_initialization_matches_the_oracle_in_distribution(impl, oracle):
-    """init_weights gives the same zeros and the same per-layer standard deviations in both implementations."""
-    kwargs = dict(sequence_len=8, vocab_size=256, n_layer=1, n_head=4, n_kv_head=1, n_embd=64)
-    torch.manual_seed(0)
-    model = impl.GPT(impl.GPTConfig(**kwargs))
-    model.init_weights()
-    torch.manual_seed(1)
-    twin = oracle.GPT(oracle.GPTConfig(**kwargs))
-    twin.init_weights()
-    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
-        assert (a == 0).all() == (b == 0).all(), name
-        if not (a == 0).all():
-            assert abs(a.std().item() / b.std().item() - 1) < 0.1, name
-
-
-def test_gradients_match_the_oracle(impl, oracle):
-    """One backward pass gives every parameter the oracle's gradient."""
-    kwargs = dict(sequence_len=8, vocab_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=16)
-    model, twin = twins(impl, oracle, kwargs)
+def test_gradients_match_the_oracle(impl, oracle, arch, make_config):
+    """One backward pass gives every parameter, the modern components' included, the oracle's gradient."""
+    config = make_config(*all_features(arch), sequence_len=8, vocab_size=32, n_layer=2)
+    model, twin = twins(impl, oracle, arch, config)
     idx = torch.randint(0, 32, (2, 8), generator=torch.Generator().manual_seed(0))
     model(idx, idx.roll(-1, 1)).backward()
     twin(idx, idx.roll(-1, 1)).backward()
-    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    twin_params = dict(twin.named_parameters())
+    for name, a in model.named_parameters():
+        torch.testing.assert_close(a.grad, twin_params[name].grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("how", ["bfloat16 weights", "bfloat16 autocast"])
+def test_a_bfloat16_model_stays_within_bfloat16_precision_of_float32(impl, make_model, make_config, how):
+    """The model in bfloat16 gives the float32 model's logits within a tolerance derived from bfloat16's epsilon:
+    constants rounded to bfloat16 before use (transformers PR 29402) or a step left in bfloat16 by mistake
+    would miss it."""
+    model = make_model(make_config())
+    idx = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    expected = model(idx)
+    if how == "bfloat16 weights":
+        got = cast_parameters(model, torch.bfloat16)(idx)
+    else:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(idx)
+    # bfloat16 keeps 8 significant bits: each rounding is off by <= eps/2 = 2^-9 relative. A logit is the end of
+    # about 16 rounded steps (embedding, 2 x (4 attention and 2 MLP matmuls, 3 norms), final norm, lm_head), whose
+    # relative errors add up to ~16 * 2^-9 = 3% of the raw logit's scale in the worst case; the softcap only
+    # shrinks errors. So |got - expected| <= 0.03 * max|raw| + 2^-8 absolute.
+    raw_scale = expected.abs().max().item()
+    error = (got.float() - expected).abs().max().item()  # (that the logits are float32 is the LM head's test)
+    assert error <= 0.03 * raw_scale + 2 ** -8, f"bfloat16 logits off by {error:.3g} (scale {raw_scale:.3g})"
+    assert error > 0, "the bfloat16 model computed in float32 after all"
+
+
+def test_initialization_matches_the_card_in_both_implementations(impl, oracle, arch, make_config):
+    """init_weights gives the same zeros, constants and per-layer standard deviations in both implementations."""
+    config = make_config(*all_features(arch), vocab_size=256, n_layer=2, n_head=4, n_kv_head=1, n_embd=64)
+    torch.manual_seed(0)
+    model = impl.GPT(config)
+    model.init_weights()
+    torch.manual_seed(1)
+    twin = oracle.GPT(oracle_config(oracle, arch, impl, config))
+    twin.init_weights()
+    twin_params = dict(twin.named_parameters())
+    for name, a in model.named_parameters():
+        b = twin_params[name]
+        assert (a == 0).all() == (b == 0).all(), name
+        if a.numel() > 64 and not (a == 0).all():
+            assert abs(a.std().item() / b.std().item() - 1) < 0.1, name
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_bfloat16_autocast_matches_cpu_float32(impl):
+def test_cuda_bfloat16_autocast_matches_cpu_float32(impl, make_model, make_config):
     """On a GPU under bfloat16 autocast the logits stay within bfloat16 precision of the CPU float32 ones."""
-    kwargs = dict(sequence_len=16, vocab_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
-    model = randomize_weights(impl.GPT(impl.GPTConfig(**kwargs)))
+    model = make_model(make_config(n_embd=64))
     idx = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
     expected = model(idx)
     model = model.cuda()

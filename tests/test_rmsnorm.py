@@ -58,14 +58,26 @@ class TestNormFunction:
         x = random_x((3, 5), 16, seed=1)
         torch.testing.assert_close(impl.norm(x).double(), rms_norm(x), **TOL)
 
+    @pytest.mark.parametrize("r", [1e-3, 1e-2, 3.0], ids=lambda r: f"rms={r:g}")
+    def test_eps_is_the_dtypes_machine_epsilon_inside_the_square_root(self, impl, r):
+        """For tiny and normal rows, norm(x) == x / sqrt(mean(x**2) + eps) with eps = float32's machine epsilon
+        (F.rms_norm's default): eps outside the root, or another value, shows at RMS 1e-3 (gpt-neox PR 1345)."""
+        x = with_rms(random_x((6,), 32, seed=5), r)
+        eps = torch.finfo(torch.float32).eps
+        expected = x.double() / (x.double().pow(2).mean(-1, keepdim=True) + eps).sqrt()
+        torch.testing.assert_close(impl.norm(x).double(), expected, rtol=1e-5, atol=0)
+
     def test_does_not_center_the_vector(self, impl):
-        """Unlike LayerNorm, RMSNorm keeps the mean: norm([1, 2, 3, 4]) is x / rms(x), all positive."""
+        """Unlike LayerNorm, RMSNorm keeps the mean: norm([1, 2, 3, 4]) is x / rms(x), all positive, and rows with a
+        large common offset (randn + 3) are divided by their RMS, not their standard deviation (timm issue 2380)."""
         x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
         y = impl.norm(x)
         torch.testing.assert_close(y, x / x.pow(2).mean().sqrt(), **TOL)
         assert y.mean() > 0.5
         layer_norm = torch.nn.functional.layer_norm(x, (4,))
         assert (y - layer_norm).abs().max() > 0.5
+        offset = random_x((4,), 16, seed=6) + 3.0
+        torch.testing.assert_close(impl.norm(offset).double(), rms_norm(offset), **TOL)
 
     def test_normalizes_the_last_dimension_only(self, impl):
         """Each row is normalized on its own: rows of very different scale all come out at unit RMS."""
@@ -75,11 +87,25 @@ class TestNormFunction:
         torch.testing.assert_close(y[1].double(), rms_norm(x[1]), **TOL)
 
     def test_norm_has_no_parameters_anywhere_in_the_model(self, model):
-        """No norm carries a gain or bias: every parameter of the model is an embedding or a linear weight."""
+        """No norm carries a gain or bias: no norm module, no parameter named after one, and the norms' outputs
+        are unit RMS whatever the parameters (checked at each place below)."""
         norm_types = (torch.nn.LayerNorm, torch.nn.RMSNorm, torch.nn.GroupNorm, torch.nn.BatchNorm1d)
         assert not any(isinstance(m, norm_types) for m in model.modules())
-        for name, p in model.named_parameters():
-            assert name.endswith(".weight") and p.dim() == 2, name
+        gains = [n for n, _ in model.named_parameters() if any(k in n.lower() for k in ("norm", "ln_", "gain", "bias"))]
+        assert gains == []
+
+    @pytest.mark.parametrize("r", [1e-3, 1.0, 300.0], ids=lambda r: f"rms={r:g}")
+    def test_bfloat16_rows_come_out_as_the_float32_computation_says(self, impl, r):
+        """In bfloat16, rows of RMS 1e-3, 1 and 300 come out as norm of the float32 row, within two bfloat16 steps:
+        an eps taken from bfloat16 (2^-7, pytorch issue 140092) turns unit RMS into 0.01 for the tiny rows."""
+        x = with_rms(random_x((8,), 64, seed=4, dtype=torch.float32), r).to(torch.bfloat16)
+        y = impl.norm(x)
+        assert y.dtype == torch.bfloat16
+        expected = impl.norm(x.float())
+        torch.testing.assert_close(y.float(), expected, rtol=2 * 2 ** -8, atol=2 ** -8)
+        # and that float32 result is unit RMS but for the float32 eps (1.2e-7) inside the square root
+        implied = rms(expected) / (r ** 2 / (r ** 2 + torch.finfo(torch.float32).eps)) ** 0.5
+        torch.testing.assert_close(implied, torch.ones_like(implied), rtol=2e-2, atol=0)
 
 
 @pytest.mark.component("rmsnorm.after_embedding")

@@ -1,4 +1,5 @@
-"""Component 10: model scaling, parameter counts from closed forms, and the 561M depth-20 target.
+"""Component 10: model scaling, parameter counts from closed forms, and the card's target (the 561M depth-20
+model of the seed architecture).
 
 Large models are built on the meta device: shapes and counts without allocating a byte.
 """
@@ -8,7 +9,9 @@ import math
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
+from nanochat.architecture import FEATURES
 from nanochat.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
 from tests.strategies import config_kwargs
 
@@ -20,12 +23,39 @@ def spec_closed_form(V, d, L):
     return 2 * V * d + 12 * L * d ** 2
 
 
-def test_depth_rule_gives_the_561m_target_config():
-    """nanochat's rule: depth 20 -> 20 layers, n_embd = 64*20 = 1280, ceil(1280/128) = 10 heads, vocab 2**16."""
-    kw = config_kwargs_for_depth(20)
-    assert kw["n_layer"] == 20
-    assert kw["n_embd"] == 64 * 20
-    assert kw["n_head"] == kw["n_kv_head"] == math.ceil(64 * 20 / 128)
+def modern_extras(card, config):
+    """What the modern components the card has on add to the spec's count, written out on their own:
+    the padded rows of wte and lm_head, a value embedding (V_padded x kv_dim) and a gate (channels x n_kv_head)
+    on every other layer counted back from the last, 2 lambdas per layer, the smear gate and lambda, backout's."""
+    d, V, L = config.n_embd, config.vocab_size, config.n_layer
+    kv_dim = config.n_kv_head * d // config.n_head
+    V_padded = math.ceil(V / card.padded_vocab["multiple"]) * card.padded_vocab["multiple"] \
+        if card.active("padded_vocab", config) else V
+    extra = 2 * (V_padded - V) * d
+    if card.active("value_embeddings", config):
+        n_ve = (L + 1) // 2  # layers L-1, L-3, ...
+        extra += n_ve * (V_padded * kv_dim + card.value_embeddings["gate_channels"] * config.n_kv_head)
+    extra += 2 * L if card.active("lambdas", config) else 0
+    extra += card.smear["channels"] + 1 if card.active("smear", config) else 0
+    extra += 1 if card.active("backout", config) else 0
+    return extra
+
+
+@pytest.fixture
+def target(impl, arch):
+    """The card's target model (nanochat's depth rule at the card's depth), built on the meta device."""
+    kw = config_kwargs_for_depth(arch.target_depth)
+    config = impl.GPTConfig(**kw)
+    return config, build_on_meta(impl, config)
+
+
+def test_depth_rule_gives_the_target_config(arch):
+    """nanochat's rule: depth -> that many layers, n_embd = 64*depth, ceil(n_embd/128) heads, vocab 2**16."""
+    depth = arch.target_depth
+    kw = config_kwargs_for_depth(depth)
+    assert kw["n_layer"] == depth
+    assert kw["n_embd"] == 64 * depth
+    assert kw["n_head"] == kw["n_kv_head"] == math.ceil(64 * depth / 128)
     assert kw["vocab_size"] == 2 ** 16
 
 
@@ -38,63 +68,95 @@ def test_depth_rule_keeps_heads_at_most_128_wide(depth):
     assert kw["n_embd"] / kw["n_head"] <= 128
 
 
-def test_561m_target_counts_561_million_parameters_built_on_meta(impl):
-    """The depth-20 model has 2*V*d + 12*L*d² parameters, which rounds to 561M, built on the meta device."""
-    kw = config_kwargs_for_depth(20)
-    model = build_on_meta(impl, impl.GPTConfig(**kw))
+def test_target_counts_the_cards_millions_of_parameters_built_on_meta(target, arch):
+    """The target model has 2*V*d + 12*L*d² parameters plus what the modern components add, which rounds to the
+    card's figure (561M for the seed architecture at depth 20), built on the meta device."""
+    config, model = target
     n = sum(p.numel() for p in model.parameters())
-    assert n == spec_closed_form(kw["vocab_size"], kw["n_embd"], kw["n_layer"])
-    assert round(n / 1e6) == 561
+    assert n == spec_closed_form(config.vocab_size, config.n_embd, config.n_layer) + modern_extras(arch, config)
+    assert round(n / 1e6) == arch.target_millions
     assert all(p.is_meta for p in model.parameters())
     assert all(b.is_meta for b in model.buffers())
 
 
-def test_561m_target_breakdown_by_component(impl):
-    """wte and lm_head hold V*d each; every block holds 4d² of attention and 8d² of MLP."""
-    kw = config_kwargs_for_depth(20)
-    V, d = kw["vocab_size"], kw["n_embd"]
-    counts = measured_counts(build_on_meta(impl, impl.GPTConfig(**kw)))
+def test_target_breakdown_by_component(target, arch):
+    """wte and lm_head hold V*d each (V padded as the card says); every block 4d² of attention and 2*ratio*d² of
+    MLP; and each part of the built model equals the closed form's."""
+    config, model = target
+    d = config.n_embd
+    counts = measured_counts(model)
+    V = arch.padded_vocab_size(config.vocab_size, arch.active("padded_vocab", config))
     assert counts["wte"] == counts["lm_head"] == V * d
-    assert counts["attn_per_block"] == 4 * d * d
-    assert counts["mlp_per_block"] == 8 * d * d
-    assert counts["blocks"] == kw["n_layer"] * 12 * d * d
-    # and the embeddings are 30% of the target: a fact the scaling analysis reports
-    assert 0.29 < 2 * V * d / counts["total"] < 0.31
+    assert counts["attn_per_block"] == 4 * d * d + (0 if 0 not in arch.ve_layers(config.n_layer) or
+                                                    not arch.active("value_embeddings", config) else
+                                                    arch.value_embeddings["gate_channels"] * config.n_kv_head)
+    assert counts["mlp_per_block"] == 2 * arch.mlp_ratio * d * d
+    assert counts == closed_form_counts(config, arch)
 
 
-def test_depth_4_model_matches_the_closed_form(impl):
-    """The depth-4 model (n_embd 256, 2 heads, vocab 2**16) matches 2*V*d + 12*L*d² too."""
-    kw = config_kwargs_for_depth(4)
-    n = sum(p.numel() for p in build_on_meta(impl, impl.GPTConfig(**kw)).parameters())
-    assert n == spec_closed_form(kw["vocab_size"], kw["n_embd"], 4)
+def test_embeddings_are_30_percent_of_the_seed_target(target, arch):
+    """Without the modern components the two V x d tables are 30% of the target: a fact the scaling analysis
+    reports (with value embeddings, nanochat 92d63d4's are 72%)."""
+    config, model = target
+    counts = measured_counts(model)
+    share = (counts["wte"] + counts["lm_head"] + counts["value_embeds"]) / counts["total"]
+    if counts["value_embeds"] == 0:
+        assert 0.29 < share < 0.31
+    else:
+        assert share == pytest.approx(1 - counts["blocks"] / counts["total"], abs=1e-6)
 
 
-@given(kwargs=config_kwargs(max_layers=4, max_heads=8, max_vocab=5000))
-def test_closed_form_matches_the_model_for_any_config(impl, kwargs):
-    """For any valid config, GQA included, every count of the closed form equals the built model's."""
-    config = impl.GPTConfig(**kwargs)
-    assert measured_counts(build_on_meta(impl, config)) == closed_form_counts(config)
+def test_depth_4_model_matches_the_closed_form(impl, arch):
+    """The depth-4 model (n_embd 256, 2 heads, vocab 2**16) matches the closed form too."""
+    config = impl.GPTConfig(**config_kwargs_for_depth(4))
+    n = sum(p.numel() for p in build_on_meta(impl, config).parameters())
+    assert n == spec_closed_form(config.vocab_size, config.n_embd, 4) + modern_extras(arch, config)
 
 
-@given(kwargs=config_kwargs(max_layers=3, max_heads=8, gqa=False))
-def test_spec_closed_form_holds_without_gqa(impl, kwargs):
-    """With n_kv_head == n_head the count is exactly 2*V*d + 12*L*d²."""
-    n = sum(p.numel() for p in build_on_meta(impl, impl.GPTConfig(**kwargs)).parameters())
-    assert n == spec_closed_form(kwargs["vocab_size"], kwargs["n_embd"], kwargs["n_layer"])
+def draw_config(impl, arch, data, **kwargs):
+    """A config of the space, with any subset of the modern components the card offers as options switched on
+    (their gates read up to 24 channels, so such a config is at least that wide)."""
+    options = [f for f in FEATURES if arch.features[f] == "optional"]
+    features = data.draw(st.lists(st.sampled_from(options), unique=True), label="features") if options else []
+    drawn = data.draw(config_kwargs(arch, min_embd=24 if features else 1, **kwargs), label="config")
+    return impl.GPTConfig(**{**drawn, **arch.config_for(*features)})
 
 
-def test_gqa_saves_exactly_the_kv_projection_parameters(impl):
-    """Going from 10 to 2 kv heads at depth 20 removes 2 * L * d * (10-2) * head_dim parameters."""
+@given(data=st.data())
+def test_closed_form_matches_the_model_for_any_config(impl, arch, data):
+    """For any valid config, GQA and the card's optional modern components included, every count of the closed
+    form equals the built model's."""
+    config = draw_config(impl, arch, data, max_layers=4, max_vocab=5000)
+    assert measured_counts(build_on_meta(impl, config)) == closed_form_counts(config, arch)
+
+
+@given(data=st.data())
+def test_spec_closed_form_holds_without_gqa(impl, arch, data):
+    """With n_kv_head == n_head the count is exactly 2*V*d + 12*L*d², plus what the card's modern components add."""
+    config = draw_config(impl, arch, data, max_layers=3, gqa=False)
+    kwargs = vars(config)
+    n = sum(p.numel() for p in build_on_meta(impl, config).parameters())
+    assert n == spec_closed_form(kwargs["vocab_size"], kwargs["n_embd"], kwargs["n_layer"]) + modern_extras(arch, config)
+
+
+def test_gqa_saves_exactly_the_kv_projection_parameters(impl, arch):
+    """Going from 10 to 2 kv heads at depth 20 removes 2 * L * d * (10-2) * head_dim parameters from c_k and c_v."""
     kw = config_kwargs_for_depth(20)
-    mha = sum(p.numel() for p in build_on_meta(impl, impl.GPTConfig(**kw)).parameters())
-    gqa = sum(p.numel() for p in build_on_meta(impl, impl.GPTConfig(**{**kw, "n_kv_head": 2})).parameters())
+    mha_model = build_on_meta(impl, impl.GPTConfig(**kw))
+    gqa_model = build_on_meta(impl, impl.GPTConfig(**{**kw, "n_kv_head": 2}))
+
+    def kv_projections(model):
+        return sum(b.attn.c_k.weight.numel() + b.attn.c_v.weight.numel() for b in model.transformer.h)
+
     head_dim = kw["n_embd"] // kw["n_head"]
-    assert mha - gqa == 2 * kw["n_layer"] * kw["n_embd"] * (10 - 2) * head_dim
+    assert kv_projections(mha_model) - kv_projections(gqa_model) == 2 * kw["n_layer"] * kw["n_embd"] * 8 * head_dim
+    mha, gqa = (sum(p.numel() for p in m.parameters()) for m in (mha_model, gqa_model))
+    assert mha - gqa == closed_form_counts(mha_model.config, arch)["total"] - closed_form_counts(gqa_model.config, arch)["total"]
 
 
 def test_meta_model_can_be_materialized_and_initialized(impl):
     """A meta-built model becomes a real one with to_empty() + init_weights(), rotary tables included."""
-    config = impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=16)
+    config = impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=32)
     model = build_on_meta(impl, config)
     model.to_empty(device="cpu")
     model.init_weights()
@@ -112,3 +174,15 @@ def test_estimate_flops_is_6n_plus_attention(impl):
     n = sum(p.numel() for p in model.parameters())
     L, H, d, T = kw["n_layer"], kw["n_head"], kw["n_embd"], kw["sequence_len"]
     assert model.estimate_flops() == 6 * (n - kw["vocab_size"] * d) + 12 * L * H * (d // H) * T
+
+
+@pytest.mark.project_only
+@pytest.mark.parametrize("n_head, n_kv_head", [(8, 2), (6, 3), (4, 1)], ids=["GQA-8:2", "GQA-6:3", "MQA-4:1"])
+def test_estimate_flops_under_gqa_counts_the_real_parameters_and_every_query_head(impl, n_head, n_kv_head):
+    """With n_kv_head < n_head, estimate_flops = 6 * (N - N_wte) + 12 * L * H * head_dim * T, N from the built model."""
+    L, d, V, T = 3, 32 * n_head, 1000, 512
+    config = impl.GPTConfig(sequence_len=T, vocab_size=V, n_layer=L, n_head=n_head, n_kv_head=n_kv_head, n_embd=d)
+    model = build_on_meta(impl, config)
+    n = sum(p.numel() for p in model.parameters())
+    assert n < spec_closed_form(V, d, L)  # premise: GQA's smaller c_k, c_v are in the count
+    assert model.estimate_flops() == 6 * (n - V * d) + 12 * L * n_head * (d // n_head) * T

@@ -19,12 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from nanochat import trace as trace_cli
-from nanochat.components import COMPONENTS
+from nanochat.components import COMPONENTS as ALL_COMPONENTS
 from nanochat.contract import load_implementation
 from nanochat.scaling import TARGET_DEPTH
+from nanochat.trace_report import percent_of
 from nanochat.tracer import trace
 
 ROOT = Path(__file__).resolve().parent.parent
+# the seed table's 12 components, the ones the default (seed) architecture has and the trace shows
+COMPONENTS = tuple(c for c in ALL_COMPONENTS if getattr(c, "feature", None) is None)
 IMPLEMENTATIONS = {"own": "nanochat.gpt", "reference": str(ROOT / "tests" / "reference_gpt.py")}
 
 # 2 layers, grouped-query attention 4:2, head_dim 8: q and k differ in shape, so a swapped label shows
@@ -277,7 +280,11 @@ def test_cli_runs_end_to_end_and_writes_every_section(impl_key, tmp_path, capsys
     (["--json", "{tmp}/no/such/dir/t.json"], "--json"),
     (["--gpt-impl", "{tmp}/no_such_impl.py"], "--gpt-impl"),
     (["--blocks", "9"], "--blocks"),
-], ids=["depth-0", "kv-heads-not-dividing", "odd-head-dim", "unwritable-json", "missing-impl", "no-such-block"])
+    (["--gpt-impl", ""], "--gpt-impl is empty"),
+    (["--json", "{tmp}"], "is a directory"),
+    (["--plot", "{tmp}/no/such/dir/t.png"], "--plot"),
+], ids=["depth-0", "kv-heads-not-dividing", "odd-head-dim", "unwritable-json", "missing-impl", "no-such-block",
+        "empty-impl", "json-is-a-directory", "plot-folder-missing"])
 def test_bad_options_exit_2_with_one_line_before_any_work(argv, option, tmp_path, capsys, monkeypatch):
     """A bad option prints one clear line on stderr and exits with status 2 before anything is trained."""
     def no_work(*args, **kwargs):
@@ -317,3 +324,66 @@ def test_no_color_disables_colour(how, capsys, monkeypatch):
     status, plain, _ = run_cli(argv, capsys)
     assert status == 0 and "1 · Token embeddings" in plain
     assert not SGR.search(plain)
+
+
+# ------------------------------------------------------------------------------------------------
+# interruptions, wrong shapes, and numbers that must not mislead
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_ctrl_c_is_one_line_and_exit_status_130(capsys, monkeypatch):
+    """Ctrl-C during training stops the trace with one line on stderr and exit status 130, no traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trace_cli, "run_trace", interrupted)
+    try:
+        status, out, err = run_cli(TINY_CLI + ["--no-color"], capsys)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left the command line as a traceback")
+    assert status == 130
+    assert err.strip() == "nanochat.trace: interrupted" and "Traceback" not in out + err
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_a_tensor_of_the_wrong_shape_is_named_with_its_shape(capsys, monkeypatch):
+    """Logits that are not (B, T, vocab_size) stop the trace with one line naming the tensor and its
+    shape (exit status 1), before any comparison of tensors that cannot be compared."""
+    config = load_implementation(IMPLEMENTATIONS["own"]).GPTConfig(**CFG)
+    cache = {"logits": torch.zeros(B, T, V + 1), "lm_head.input": torch.zeros(B, T, C)}
+    with pytest.raises(trace_cli.TraceError, match=r"logits has shape \(2, 8, 33\), expected \(2, 8, 32\): "
+                                                   r"forward must return \(B, T, vocab_size\) logits"):
+        trace_cli._check_shapes(cache, config, (B, T), torch.tensor(1.0))
+
+    def wrong_shape(*args, **kwargs):
+        trace_cli._check_shapes(cache, config, (B, T), torch.tensor(1.0))
+    monkeypatch.setattr(trace_cli, "run_trace", wrong_shape)
+    status, _, err = run_cli(TINY_CLI + ["--no-color"], capsys)
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "logits has shape (2, 8, 33)" in err
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_comparing_tensors_of_different_shapes_names_both_shapes():
+    """A derived check between two tensors of different shapes says so, instead of failing to broadcast."""
+    with pytest.raises(trace_cli.TraceError, match=r"cannot compare block 0 output and input \+ attn \+ mlp: "
+                                                   r"shapes \(2, 3\) and \(3, 2\) differ"):
+        trace_cli._max_abs(torch.zeros(2, 3), torch.zeros(3, 2), "block 0 output and input + attn + mlp")
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+@pytest.mark.parametrize("fraction, shown", [
+    (0.0, "0.0%"),
+    (1.0, "100.0%"),
+    (0.25, "25.0%"),
+    (1 - 28 / 65536, "99.96%"),
+    (1 - 1 / 16_000_000, "99.99999%"),
+    (1e-9, "0.0000001%"),
+], ids=["no-zeros", "all-zeros", "a-quarter", "28-nonzero-rows-of-65536", "one-nonzero-of-16-million",
+        "one-zero-in-a-billion"])
+def test_a_share_of_zeros_never_rounds_to_none_or_all(fraction, shown):
+    """Zero fractions get the decimals they need: a gradient with nonzero rows never reads 100.0% zeros."""
+    assert percent_of(fraction) == shown
+

@@ -12,8 +12,15 @@ from tests.conftest import TINY
 pytestmark = [pytest.mark.component("contract.validation"), pytest.mark.project_only]
 
 
-@pytest.mark.parametrize("overrides, message", [
+def kwargs_id(kwargs):
+    """A readable test id for a dict of arguments: 'top_k=-1,seed=None'."""
+    return ",".join(f"{name}={value!r}" for name, value in kwargs.items())
+
+
+BAD_CONFIGS = [
     (dict(n_embd=30, n_head=4), "n_embd=30 must be divisible by n_head=4"),
+
+
     (dict(n_head=4, n_kv_head=3), "n_head=4 must be divisible by n_kv_head=3"),
     (dict(n_embd=12, n_head=4, n_kv_head=4), "head_dim=3"),
     (dict(n_layer=0), "n_layer must be a positive integer, got 0"),
@@ -21,7 +28,10 @@ pytestmark = [pytest.mark.component("contract.validation"), pytest.mark.project_
     (dict(vocab_size=0), "vocab_size must be a positive integer, got 0"),
     (dict(sequence_len=2.5), "sequence_len must be a positive integer, got 2.5"),
     (dict(n_embd=True), "n_embd must be a positive integer, got True"),
-])
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_CONFIGS, ids=[kwargs_id(o) for o, _ in BAD_CONFIGS])
 def test_bad_configs_are_rejected_with_the_value_named(impl, overrides, message):
     """GPTConfig refuses sizes the model cannot be built from, and says which and why."""
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -43,15 +53,16 @@ def test_a_config_mutated_after_construction_is_rejected_by_the_model(impl):
 
 
 @pytest.mark.parametrize("make_idx, message", [
-    (lambda V: torch.tensor([1, 2, 3]), r"idx must be a 2-D \(B, T\) tensor of integer token ids, got shape \(3,\)"),
-    (lambda V: torch.zeros(1, 3), r"got shape \(1, 3\) dtype torch.float32"),
+    (lambda V: torch.tensor([1, 2, 3]), r"idx must be a 2-D \(B, T\) tensor of integer token ids, got a tensor of shape \(3,\)"),
+    (lambda V: torch.zeros(1, 3), r"got a tensor of shape \(1, 3\) dtype torch.float32"),
     (lambda V: torch.zeros(1, 3, dtype=torch.bool), r"dtype torch.bool"),
     (lambda V: [[1, 2, 3]], r"got list"),
     (lambda V: torch.tensor([[1, V, 2]]), r"token ids must lie in \[0, 64\) \(vocab_size\), got values in \[1, 64\]"),
     (lambda V: torch.tensor([[-1, 0]]), r"got values in \[-1, 0\]"),
     (lambda V: torch.zeros(1, 161, dtype=torch.long), r"T=161 tokens at position 0 does not fit the rotary cache of 160"),
     (lambda V: torch.zeros(1, 0, dtype=torch.long), r"T=0"),
-])
+    (lambda V: torch.zeros(0, 3, dtype=torch.long), r"at least one sequence, got batch size 0 \(shape \(0, 3\)\)"),
+], ids=["1-D", "float", "bool", "list", "id=vocab_size", "id=-1", "T=limit+1", "T=0", "B=0"])
 def test_bad_token_batches_are_rejected(model, make_idx, message):
     """forward refuses non-2-D, non-integer, out-of-vocabulary or too-long inputs, naming what it got."""
     with pytest.raises(ValueError, match=message):
@@ -59,11 +70,11 @@ def test_bad_token_batches_are_rejected(model, make_idx, message):
 
 
 @pytest.mark.parametrize("make_targets, message", [
-    (lambda idx: idx[:, :-1], r"targets must be an integer tensor of the same shape as idx \(2, 16\), got shape \(2, 15\)"),
+    (lambda idx: idx[:, :-1], r"targets must be an integer tensor of the same shape as idx \(2, 16\), got a tensor of shape \(2, 15\)"),
     (lambda idx: idx.float(), r"dtype torch.float32"),
     (lambda idx: idx - 2, r"targets must lie in \[0, 64\) or be -1 \(ignored\), got values in \[-2,"),
     (lambda idx: idx + 64, r"got values in \[64,"),
-])
+], ids=["shorter", "float", "below-minus-1", "vocab_size-and-above"])
 def test_bad_targets_are_rejected(model, idx, make_targets, message):
     """Targets must match idx in shape and hold vocabulary ids or -1."""
     with pytest.raises(ValueError, match=message):
@@ -98,14 +109,34 @@ def test_decoding_past_the_rotary_cache_is_rejected(model, config):
         model(torch.zeros(1, 1, dtype=torch.long), kv_cache=cache)
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_GENERATE_ARGS = [
     (dict(tokens=[]), "tokens must be a non-empty list"),
-    (dict(tokens=[1, 64]), r"tokens must be a non-empty list of ints in \[0, 64\)"),
+    (dict(tokens=[1, 64]), r"tokens must be a non-empty list of ints in \[0, 64\), got tokens\[1\] = 64"),
     (dict(max_tokens=-1), "max_tokens must be a non-negative int, got -1"),
-    (dict(temperature=-0.5), "temperature must be >= 0"),
-    (dict(top_k=0), "top_k must be None or a positive int, got 0"),
+    (dict(tokens=torch.tensor([1, 2])), r"tokens must be a non-empty list of ints in \[0, 64\), got a tensor of shape \(2,\)"),
+    (dict(tokens=torch.tensor([1])), r"got a tensor of shape \(1,\)"),
+    (dict(tokens=(1, 2)), r"got tuple \(1, 2\)"),
+    (dict(tokens="ab"), r"got str 'ab'"),
+    (dict(tokens=[1, True]), r"got tokens\[1\] = True"),
+    (dict(max_tokens=2.0), "max_tokens must be a non-negative int, got 2.0"),
+    (dict(max_tokens=True), "max_tokens must be a non-negative int, got True"),
+    (dict(temperature=-0.5), "temperature must be a finite number >= 0 \\(0 is greedy\\), got -0.5"),
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0 .*, got nan"),
+    (dict(temperature=float("inf")), "got inf"),
+    (dict(temperature=True), "got True"),
+    (dict(temperature="1"), "got '1'"),
+    (dict(top_k=-1), r"top_k must be None or an int >= 0 \(0: no filtering\), got -1"),
+    (dict(top_k=True), "top_k must be None or an int >= 0 .*, got True"),
+    (dict(top_k=2.0), "top_k must be None or an int >= 0 .*, got 2.0"),
+    (dict(seed=1.5), "seed must be an int .*, got 1.5"),
+    (dict(seed=None), "seed must be an int .*, got None"),
+    (dict(seed=2 ** 64), r"seed must be an int in \[-2\*\*63, 2\*\*64\) .*, got 18446744073709551616"),
+    (dict(seed=-2 ** 63 - 1), "got -9223372036854775809"),
     (dict(max_tokens=10 ** 6), "exceeds the rotary cache"),
-])
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_GENERATE_ARGS, ids=[kwargs_id(a) for a, _ in BAD_GENERATE_ARGS])
 def test_bad_generate_arguments_are_rejected_before_any_token(model, args, message):
     """generate checks its arguments when called, before streaming anything."""
     kwargs = dict(tokens=[1, 2], max_tokens=3) | args
@@ -116,7 +147,7 @@ def test_bad_generate_arguments_are_rejected_before_any_token(model, args, messa
 @pytest.mark.parametrize("args, message", [
     ((0, 2, 8, 4, 1), "batch_size must be a positive integer, got 0"),
     ((1, 2, 8, 4, -1), "num_layers must be a positive integer, got -1"),
-])
+], ids=["batch_size=0", "num_layers=-1"])
 def test_bad_kv_cache_sizes_are_rejected(args, message):
     """KVCache names the size it cannot use."""
     with pytest.raises(ValueError, match=message):
@@ -143,3 +174,114 @@ def test_apply_rotary_emb_rejects_odd_or_misshaped_input(impl):
     """apply_rotary_emb needs (B, T, H, D) with D even."""
     with pytest.raises(ValueError, match=r"\(B, T, H, D\) with D even, got \(2, 3, 5\)"):
         impl.apply_rotary_emb(torch.zeros(2, 3, 5), torch.zeros(1, 3, 1, 2), torch.zeros(1, 3, 1, 2))
+
+
+# ---- every check at its exact boundary: accepted at the limit, rejected one past it -----------------
+
+
+def test_gptconfig_defaults_are_nanochats(impl):
+    """GPTConfig() is sequence_len=1024, vocab_size=50304, n_layer=12, n_head=6, n_kv_head=6, n_embd=768."""
+    c = impl.GPTConfig()
+    assert (c.sequence_len, c.vocab_size, c.n_layer, c.n_head, c.n_kv_head, c.n_embd) == (1024, 50304, 12, 6, 6, 768)
+
+
+def test_the_smallest_config_every_size_1_is_accepted_and_runs(impl):
+    """Every size at its lower limit (1, and head_dim 2) builds a model whose forward and loss work."""
+    model = impl.GPT(impl.GPTConfig(sequence_len=1, vocab_size=1, n_layer=1, n_head=1, n_kv_head=1, n_embd=2))
+    idx = torch.zeros(1, 10, dtype=torch.long)
+    assert model(idx).shape == (1, 10, 1)
+    assert torch.isfinite(model(idx, idx))
+
+
+def test_token_ids_0_and_vocab_size_minus_1_are_accepted(model):
+    """The first and last vocabulary ids are valid input (one past either end is refused: see above)."""
+    V = model.config.vocab_size
+    assert model(torch.tensor([[0, V - 1, 0]])).shape == (1, 3, V)
+
+
+def test_targets_vocab_size_minus_1_and_minus_1_are_accepted(model, idx):
+    """Targets may hold the last vocabulary id and -1 (ignored): the loss is finite."""
+    V = model.config.vocab_size
+    targets = idx.clone()
+    targets[0, 0], targets[0, 1], targets[1, 0] = V - 1, -1, 0
+    assert torch.isfinite(model(idx, targets))
+
+
+@pytest.mark.parametrize("bad", [64, -2], ids=["vocab_size", "-2"])
+def test_one_target_one_past_either_end_is_a_value_error(model, idx, bad):
+    """A single target of vocab_size or -2 among valid ones raises ValueError (never IndexError from the loss)."""
+    targets = idx.clone()
+    targets[1, 5] = bad
+    with pytest.raises(ValueError, match=rf"targets must lie in \[0, 64\) or be -1 \(ignored\), got values in \[.*{bad}"):
+        model(idx, targets)
+
+
+def test_a_sequence_as_long_as_the_rotary_cache_is_accepted(model):
+    """T = 10 * sequence_len fills the rotary tables exactly and is accepted (T + 1 is refused: see above)."""
+    limit = 10 * model.config.sequence_len
+    assert model(torch.zeros(1, limit, dtype=torch.long)).shape == (1, limit, model.config.vocab_size)
+
+
+def test_a_chunk_ending_at_the_rotary_limit_through_the_kv_cache_is_accepted_one_more_refused(model, config):
+    """Through the cache, T0 + T = 10 * sequence_len is accepted and T0 + T = limit + 1 refused."""
+    limit = 10 * config.sequence_len
+    cache = KVCache(1, config.n_kv_head, limit, config.n_embd // config.n_head, config.n_layer)
+    model(torch.zeros(1, 100, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match=f"T={limit - 99} tokens at position 100 does not fit the rotary cache of {limit}"):
+        model(torch.zeros(1, limit - 99, dtype=torch.long), kv_cache=cache)
+    model(torch.zeros(1, limit - 100, dtype=torch.long), kv_cache=cache)
+    assert cache.get_pos() == limit
+
+
+@pytest.mark.parametrize("prompt, max_tokens, ok", [
+    (157, 3, True), (158, 3, False), (160, 0, True), (161, 0, False),
+], ids=["prompt+max_tokens=limit", "limit+1", "prompt=limit", "prompt=limit+1"])
+def test_generate_fits_prompt_plus_max_tokens_up_to_the_rotary_limit(model, prompt, max_tokens, ok):
+    """generate accepts len(tokens) + max_tokens == 10 * sequence_len and refuses one more."""
+    assert 10 * model.config.sequence_len == 160
+    stream = model.generate([1] * prompt, max_tokens, seed=0)
+    if ok:
+        assert len(list(stream)) == max_tokens
+    else:
+        with pytest.raises(ValueError, match=f"prompt of {prompt} plus max_tokens={max_tokens} exceeds the rotary cache of 160"):
+            next(stream)
+
+
+GOOD_GENERATE_ARGS = [
+    (dict(max_tokens=0), 0), (dict(temperature=0), 3), (dict(temperature=1), 3), (dict(top_k=0), 3),
+    (dict(top_k=1), 3), (dict(seed=2 ** 64 - 1), 3), (dict(seed=-2 ** 63), 3), (dict(tokens=[0, 63]), 3),
+]
+
+
+@pytest.mark.parametrize("args, n", GOOD_GENERATE_ARGS, ids=[kwargs_id(a) for a, _ in GOOD_GENERATE_ARGS])
+def test_generate_accepts_each_argument_at_its_limit(model, args, n):
+    """max_tokens=0, temperature=0 or an int, top_k=0 or 1, seeds -2**63 and 2**64-1, token ids 0 and vocab_size-1 are valid."""
+    assert len(list(model.generate(**(dict(tokens=[1, 2], max_tokens=3) | args)))) == n
+
+
+SIZES = ("batch_size", "num_heads", "seq_len", "head_dim", "num_layers")
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_kv_cache_sizes_of_1_are_accepted_and_0_refused(name):
+    """Each KVCache size may be 1 (and the cache works) but not 0."""
+    cache = KVCache(1, 1, 1, 2, 1)
+    k, v = cache.insert_kv(0, torch.ones(1, 1, 3, 2), torch.zeros(1, 1, 3, 2))
+    assert k.shape == (1, 1, 3, 2) and cache.get_pos() == 3
+    with pytest.raises(ValueError, match=f"KVCache {name} must be a positive integer, got 0"):
+        KVCache(**{n: 0 if n == name else 1 for n in SIZES})
+
+
+# ---- the usual training call ----------------------------------------------------------------------
+
+
+def test_the_shifted_training_call_with_non_contiguous_targets_works(model):
+    """model(x[:, :-1], x[:, 1:]) (non-contiguous views) gives the cross-entropy of the logits against x[:, 1:]."""
+    x = torch.randint(0, model.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(4))
+    assert not x[:, 1:].is_contiguous()
+    loss = model(x[:, :-1], x[:, 1:])
+    logits = model(x[:, :-1].contiguous()).double()
+    log_probs = logits.log_softmax(-1).gather(-1, x[:, 1:, None]).squeeze(-1)
+    torch.testing.assert_close(loss.double(), -log_probs.mean(), rtol=1e-6, atol=1e-6)
+    per_token = model(x[:, :-1], x[:, 1:], loss_reduction="none")
+    torch.testing.assert_close(per_token.double(), -log_probs.reshape(-1), rtol=1e-6, atol=1e-6)

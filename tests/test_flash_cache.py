@@ -1,0 +1,48 @@
+"""Inference: the flash-attention-style KV cache (nanochat 92d63d4; this project's nanochat.engine.FlashKVCache).
+Keys and values live per layer in (B, T_max, H_kv, D), written in place at cache_seqlens; the position advances
+once, after the last layer. Reached through the contract's cache adapter (nanochat/contract.py)."""
+
+import pytest
+import torch
+
+from nanochat.contract import CacheAdapter
+
+pytestmark = pytest.mark.component("flash_cache.layout")
+
+
+@pytest.fixture
+def flash(impl):
+    return CacheAdapter.of(impl, flash=True)
+
+
+def test_the_cache_is_laid_out_per_layer_as_batch_time_heads_dim(flash, config):
+    """k_cache and v_cache are (n_layer, B, T_max, n_kv_head, head_dim); get_layer_cache(i) gives layer i's views."""
+    cache = flash.for_config(config, 2, 16)
+    D = config.n_embd // config.n_head
+    assert cache.k_cache.shape == cache.v_cache.shape == (config.n_layer, 2, 16, config.n_kv_head, D)
+    k, v = cache.get_layer_cache(1)
+    assert k.data_ptr() == cache.k_cache[1].data_ptr() and v.data_ptr() == cache.v_cache[1].data_ptr()
+    assert cache.cache_seqlens.tolist() == [0, 0]
+
+
+def test_a_forward_stores_every_layers_keys_and_values_and_advances_once(model, idx, flash, config, run_traced, qk_gain):
+    """After a prefill of 10 tokens the position is 10 (not 10 per layer) and each layer's slots 0..9 hold the
+    keys attention used (rotated, normalized, times the QK gain) and the values; slots past 10 stay empty."""
+    cache = flash.for_config(config, 2, 16)
+    traced = run_traced(model, idx[:, :10], kv_cache=cache)
+    assert cache.get_pos() == 10 and cache.cache_seqlens.tolist() == [10, 10]
+    for layer in range(config.n_layer):
+        k, v = cache.get_layer_cache(layer)
+        torch.testing.assert_close(k[:, :10], traced[f"transformer.h.{layer}.attn.k_norm"] * qk_gain, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(v[:, :10], traced[f"transformer.h.{layer}.attn.v"], rtol=1e-5, atol=1e-6)
+        assert (k[:, 10:] == 0).all() and (v[:, 10:] == 0).all()
+
+
+def test_decoding_through_the_flash_cache_equals_the_full_forward(model, idx, flash, config):
+    """Prefill 5, then token by token: the logits of the full forward, and reset() starts over."""
+    cache = flash.for_config(config, 2, 16)
+    for _ in range(2):
+        out = [model(idx[:, :5], kv_cache=cache)] + [model(idx[:, t:t + 1], kv_cache=cache) for t in range(5, 16)]
+        torch.testing.assert_close(torch.cat(out, dim=1), model(idx), rtol=1e-5, atol=1e-5)
+        cache.reset()
+        assert cache.get_pos() == 0

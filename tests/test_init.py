@@ -1,0 +1,137 @@
+"""Initialisation, group by group, as the architecture card's [init] rules say: each parameter group
+drawn from the right distribution (its shape, not only its standard deviation), independently of every
+other, and `to_empty()` + `init_weights()` leaves nothing of what the memory held before.
+
+Each case is marked with the component its parameters belong to, so a wrong init turns that row red.
+"""
+
+import math
+
+import pytest
+import torch
+
+from nanochat.architecture import FEATURES, INIT_KEYS
+from tests.conftest import parameter_groups
+
+# which component of the table each init group belongs to
+OWNER = {
+    "wte": "embedding.wte", "lm_head": "lm_head.untied_softcap", "c_q": "attention.projections",
+    "c_k": "attention.projections", "c_v": "attention.projections", "attn.c_proj": "attention.output_projection",
+    "c_fc": "mlp.fc", "mlp.c_proj": "mlp.projection", "value_embeds": "value_embeddings.mixing",
+    "ve_gate": "value_embeddings.gate", "smear_gate": "smear.mixing", "smear_lambda": "smear.mixing",
+    "resid_lambdas": "lambdas.init", "x0_lambdas": "lambdas.init", "backout_lambda": "backout.subtraction",
+}
+GROUPS = [pytest.param(key, marks=pytest.mark.component(OWNER[key]), id=key) for key in INIT_KEYS]
+WIDTH = 64  # n_embd: c_q alone has 4096 draws, enough for a sharp test of the distribution's shape
+
+
+@pytest.fixture
+def initialised(impl, arch, make_config):
+    """A model with every component the card has switched on, exactly as init_weights leaves it."""
+    features = [f for f in FEATURES if arch.has(f)]
+    torch.manual_seed(0)
+    config = make_config(*features, vocab_size=512, n_embd=WIDTH, n_head=4, n_kv_head=2, n_layer=3)
+    model = impl.GPT(config)
+    model.init_weights()
+    return model
+
+
+def normal_cdf(x, std):
+    return 0.5 * (1 + torch.erf(x / (std * math.sqrt(2))))
+
+
+def ks_distance(sample, cdf):
+    """Kolmogorov-Smirnov statistic: the largest gap between the sample's empirical CDF and `cdf`."""
+    x = sample.flatten().double().sort().values
+    n = x.numel()
+    model_cdf = cdf(x)
+    above = torch.arange(1, n + 1, dtype=torch.float64) / n - model_cdf
+    below = model_cdf - torch.arange(0, n, dtype=torch.float64) / n
+    return max(above.max().item(), below.max().item())
+
+
+def check_rule(rule, param, fan_out, fan_in, n_layer, where):
+    values = param.detach().double()
+    if rule.dist == "zeros":
+        assert (values == 0).all(), f"{where}: not all zeros"
+    elif rule.dist == "constant":  # exactly the value, as the parameter's dtype holds it
+        assert (param.detach() == torch.tensor(rule.value, dtype=param.dtype)).all(), f"{where}: not all {rule.value}"
+    elif rule.dist == "linear":
+        expected = torch.tensor(rule.schedule(n_layer), dtype=torch.float64)
+        torch.testing.assert_close(values, expected, rtol=0, atol=1e-6, msg=where)
+    else:
+        std = rule.std_for(fan_out, fan_in, WIDTH)
+        n = values.numel()
+        # 99.9% KS critical value 1.95/sqrt(n): a uniform drawn where a normal is due (or back) misses by 0.06
+        critical = 1.95 / math.sqrt(n)
+        if rule.dist == "normal":
+            distance = ks_distance(values, lambda x: normal_cdf(x, std))
+        else:
+            low, high = rule.bounds(fan_out, fan_in, WIDTH)
+            assert low <= values.min() and values.max() <= high, f"{where}: outside U({low:.3g}, {high:.3g})"
+            distance = ks_distance(values, lambda x: ((x - low) / (high - low)).clamp(0, 1))
+        assert distance < critical, f"{where}: KS distance {distance:.3f} >= {critical:.3f} from {rule.describe()}"
+        # a std off by 10% moves the KS distance by less than the critical value at small n: check it too
+        assert abs(values.std().item() / std - 1) < max(0.1, 3 / math.sqrt(n)), f"{where}: std {values.std():.4g} vs {std:.4g}"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_each_parameter_group_is_drawn_from_the_card_distribution(initialised, arch, group):
+    """Every parameter of the group follows its rule: zeros, a constant, a per-layer schedule, or a normal or
+    uniform distribution of the right spread and the right shape (a Kolmogorov-Smirnov test at a fixed seed)."""
+    params = parameter_groups(initialised).get(group, [])
+    assert params, f"no parameter of group {group} in the model"
+    rule = arch.init_rule(group)
+    for name, p in params:
+        fan_out, fan_in = (p.shape[0], p.shape[1]) if p.dim() == 2 else (1, 1)
+        check_rule(rule, p, fan_out, fan_in, initialised.config.n_layer, name)
+
+
+def pytest_generate_tests(metafunc):
+    """random_group: the groups the card draws at random (the others are zeros, constants or schedules)."""
+    if "random_group" in metafunc.fixturenames:
+        from nanochat.pytest_plugin import ARCH_KEY
+        card = metafunc.config.stash[ARCH_KEY]
+        metafunc.parametrize("random_group", [g for g in GROUPS if card.init_rule(g.values[0]).dist in RANDOM])
+
+
+RANDOM = ("normal", "uniform")
+
+
+def test_random_groups_are_independent_of_every_other_parameter(initialised, arch, random_group):
+    """No randomly drawn weight repeats or mirrors another: no two rows equal, no other parameter tensor of the same
+    size equal or correlated beyond chance (|r| < max(0.2, 5/sqrt(n))): a re-seeded generator makes two equal."""
+    group = random_group
+    groups = parameter_groups(initialised)
+    others = [(n, p) for g, ps in groups.items() for n, p in ps if arch.init_rule(g).dist in RANDOM]
+    for name, p in groups[group]:
+        x = p.detach().double().flatten()
+        rows = p.detach().reshape(p.shape[0], -1)
+        assert torch.unique(rows, dim=0).shape[0] == rows.shape[0], f"{name} has repeated rows"
+        for other_name, q in others:
+            if other_name == name or q.numel() != p.numel():
+                continue
+            assert not torch.equal(p.detach(), q.detach()), f"{name} equals {other_name}"
+            r = torch.corrcoef(torch.stack([x, q.detach().double().flatten()]))[0, 1].abs().item()
+            assert r < max(0.2, 5 / math.sqrt(x.numel())), f"{name} and {other_name} are correlated (|r| = {r:.2f})"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_config, group):
+    """Built on the meta device, materialised with to_empty(), every parameter and buffer filled with NaN:
+    init_weights() leaves each parameter of the group finite, on the target device, float32 (nanochat PR 686:
+    a parameter init_weights forgets keeps garbage)."""
+    features = [f for f in FEATURES if arch.has(f)]
+    config = make_config(*features, n_layer=3)
+    with torch.device("meta"):
+        model = impl.GPT(config)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.fill_(float("nan"))
+    model.init_weights()
+    params = parameter_groups(model).get(group, [])
+    assert params, f"no parameter of group {group} in the model"
+    for name, p in params:
+        assert p.device.type == "cpu" and p.dtype == torch.float32, f"{name}: {p.device} {p.dtype}"
+        assert torch.isfinite(p).all(), f"{name} still holds NaN after init_weights()"
