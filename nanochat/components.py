@@ -32,6 +32,19 @@ class Component:
     code: tuple[str, ...]  # qualified names in the implementation module, e.g. "GPT.forward"
     feature: str | None = None  # a modern component: the card feature it is (absent: not applicable)
 
+    def title_for(self, card):
+        return fill(self.title, card)
+
+    def code_names(self, defined):
+        """The names of `code` an implementation defines (`defined`: its qualified names): for "a|b",
+        the first of the alternatives it has."""
+        names = []
+        for entry in self.code:
+            found = next((n for n in entry.split("|") if n in defined), None)
+            if found:
+                names.append(found)
+        return names
+
 
 def _c(key, number, title, subs, code, feature=None):
     return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), feature)
@@ -145,6 +158,9 @@ class Highlight:
     claim: str
     ids: tuple[str, ...]  # proven by the tests of these (sub-)components ...
     keyword: str = ""  # ... whose names contain this word, if given
+
+    def claim_for(self, card):
+        return fill(self.claim, card)
 
 
 HIGHLIGHTS = (

@@ -125,6 +125,12 @@ class Inputs:
     problems: list = field(default_factory=list)
     root: Path = PROJECT_ROOT
     not_applicable: frozenset = frozenset()  # component keys the run's architecture card does not have
+    card: object = None  # the architecture card the run verified against (titles hold its values)
+
+    def __post_init__(self):
+        if self.card is None:
+            from nanochat.architecture import load_card
+            self.card = load_card(root=self.root)
 
 
 def read_json(path, what, regenerate, project):
@@ -233,7 +239,7 @@ def line_coverage(data_file, source_file, tests, root=PROJECT_ROOT):
     spans = code_locations(source_file)
     per_component = {}
     for component in table.ALL:
-        code_lines = {n for name in component.code if name in spans for n in range(spans[name][0], spans[name][1] + 1)}
+        code_lines = {n for name in component.code_names(spans) for n in range(spans[name][0], spans[name][1] + 1)}
         own_tests = set().union(*(by_sub.get(s.id, set()) for s in component.subcomponents))
         relevant = code_lines & statements
         if not relevant:
@@ -282,7 +288,8 @@ def load_inputs(outcomes_file, *, project, coverage_file=None, mutation_file=Non
     if data["fingerprint"] != fingerprint:
         raise Refused(f"{shown} is stale: the sources changed since that pytest run; {regenerate}")
     inputs = Inputs(impl_path=impl_path, own_impl=data["own_impl"], tests=tests, root=project.root,
-                    not_applicable=frozenset(data.get("not_applicable", ())))
+                    not_applicable=frozenset(data.get("not_applicable", ())),
+                    card=read_card(data.get("architecture"), shown, regenerate, project))
 
     if line_coverage_wanted:
         record = data["line_coverage"]
@@ -305,6 +312,16 @@ def load_inputs(outcomes_file, *, project, coverage_file=None, mutation_file=Non
         raise Refused(f"the suite leaves gaps: {'; '.join(inputs.problems)}; give every sub-component a test "
                       f"(@pytest.mark.component) with a known ID")
     return inputs
+
+
+def read_card(record, shown, regenerate, project):
+    """The architecture card a run verified against, as the outcomes name it (None: the project's)."""
+    from nanochat.architecture import CardError, load_card
+    spec = (record or {}).get("spec")
+    try:
+        return load_card(spec, root=project.root)
+    except CardError as e:
+        raise Refused(f"{shown}: the run's architecture card cannot be read ({e}); {regenerate}") from None
 
 
 def read_mutation(path, fingerprint, regenerate, project):
@@ -391,7 +408,7 @@ def md_escape(text):
 
 def code_ref(inputs, component, spans):
     rel = Project(inputs.root).display(inputs.impl_path)
-    ranges = [f"{spans[n][0]}-{spans[n][1]}" for n in component.code if n in spans]
+    ranges = [f"{spans[n][0]}-{spans[n][1]}" for n in component.code_names(spans)]
     return f"`{rel}:{', '.join(ranges)}`" if ranges else "—"
 
 
@@ -482,7 +499,10 @@ def render(inputs):
     out = [BEGIN, ""]
     out.append(f"Implementation under test: `{project.display(inputs.impl_path)}`"
                + ("" if inputs.own_impl else " (the project's own tools and extras are not part of the contract)"))
-    out += ["", STATUS_RULES, ""]
+    card = inputs.card
+    out += ["", f"Architecture card: `{card.name}`, {card.title} — "
+                + "; ".join(f"{name} {value}" for name, value in card.describe()), ""]
+    out += [STATUS_RULES, ""]
 
     # Summary table, the seed document's, regenerated
     out += ["## Summary", "",
@@ -492,14 +512,14 @@ def render(inputs):
     rows = [c for c in table.COMPONENTS if c.key not in inputs.not_applicable]
     for c in table.COMPONENTS:
         if c.key in inputs.not_applicable:
-            out.append(f"| {c.number} | {c.title} | {len(c.subcomponents)} | — | — | {NOT_APPLICABLE} | — | — |")
+            out.append(f"| {c.number} | {c.title_for(inputs.card)} | {len(c.subcomponents)} | — | — | {NOT_APPLICABLE} | — | — |")
             continue
         results = tests_of(c)
         passed = sum(r.outcome == "passed" for r in results)
         n_sub += len(c.subcomponents)
         n_sub_ok += sum(status[s.id] == PASSED for s in c.subcomponents)
         lines = (inputs.lines or {}).get("per_component", {}).get(c.key)
-        out.append(f"| {c.number} | {c.title} | {len(c.subcomponents)} | {len(results)} | {passed} | "
+        out.append(f"| {c.number} | {c.title_for(inputs.card)} | {len(c.subcomponents)} | {len(results)} | {passed} | "
                    f"{status_cell(comp_status[c.key], results)} | {code_ref(inputs, c, spans)} | "
                    f"{percent(*lines) if lines else '—'} |")
     n_ok = sum(comp_status[c.key] == PASSED for c in rows)
@@ -509,11 +529,11 @@ def render(inputs):
             "| Area | Sub-components | Tests | Passed | Status |", "|---|---|---|---|---|"]
     for c in table.SUPPORTING:
         if not applies[c.key]:
-            out.append(f"| {c.title} | {len(c.subcomponents)} | — | — | {NOT_APPLICABLE} |")
+            out.append(f"| {c.title_for(inputs.card)} | {len(c.subcomponents)} | — | — | {NOT_APPLICABLE} |")
             continue
         results = tests_of(c)
         passed = sum(r.outcome == "passed" for r in results)
-        out.append(f"| {c.title} | {len(c.subcomponents)} | {len(results)} | {passed} | "
+        out.append(f"| {c.title_for(inputs.card)} | {len(c.subcomponents)} | {len(results)} | {passed} | "
                    f"{status_cell(comp_status[c.key], results)} |")
     out.append("")
 
@@ -536,7 +556,7 @@ def render(inputs):
         proofs = {r.nodeid: r for s in subs for r in by_sub[s]
                   if not h.keyword or h.keyword in r.function.rsplit("::", 1)[-1]}
         names = ", ".join(f"`{f.rsplit('::', 1)[-1]}`" for f in sorted({r.function for r in proofs.values()}))
-        out.append(f"| {h.title} | {h.claim} | {names or '—'} | "
+        out.append(f"| {h.title} | {h.claim_for(inputs.card)} | {names or '—'} | "
                    f"{status_cell(subcomponent_status(proofs.values()), list(proofs.values()))} |")
     out.append("")
 
@@ -546,11 +566,11 @@ def render(inputs):
         if not applies[c.key]:
             continue
         number = f"{c.number}. " if c.number else ""
-        out += [f"### {number}{c.title} {status_cell(comp_status[c.key], tests_of(c))}", ""]
+        out += [f"### {number}{c.title_for(inputs.card)} {status_cell(comp_status[c.key], tests_of(c))}", ""]
         if c.code:
-            out += [f"Code: {code_ref(inputs, c, spans)} ({', '.join(n for n in c.code if n in spans) or 'not found'})", ""]
+            out += [f"Code: {code_ref(inputs, c, spans)} ({', '.join(c.code_names(spans)) or 'not found'})", ""]
         for s in c.subcomponents:
-            out += [f"#### `{s.id}`: {s.title} {status_cell(status[s.id], by_sub[s.id])}", ""]
+            out += [f"#### `{s.id}`: {s.title_for(inputs.card)} {status_cell(status[s.id], by_sub[s.id])}", ""]
             rows = grouped(by_sub[s.id])
             if not rows:
                 out += ["No test verifies this sub-component.", ""]

@@ -101,10 +101,13 @@ class Result:
 # ---- the target and its mutated copies ----------------------------------------------------------
 
 def resolve_target(spec):
-    """(source path, is the project's own gpt.py) for a .py path or a dotted module name."""
-    from nanochat.contract import is_path
+    """(source path, is the project's own gpt.py) for a .py path, a nanochat checkout or a dotted module name."""
+    from nanochat.contract import ContractError, is_path, resolve_path
     if is_path(spec):
-        path = Path(spec).resolve()
+        try:
+            path = resolve_path(spec)
+        except ContractError as e:
+            raise HarnessFailure(str(e)) from None
     else:
         try:
             found = importlib.util.find_spec(spec)
@@ -118,18 +121,36 @@ def resolve_target(spec):
     return path, path == OWN_IMPL
 
 
-def apply_mutant(mutant, source):
-    """The one place a catalog entry is applied to a source text (the mutants may come to need more
-    than the text, e.g. the architecture card the texts are written for)."""
-    return mutant.apply(source)
+def apply_mutant(mutant, source, card=None):
+    """The one place a catalog entry is applied to a source text, with the architecture card its
+    texts are written for (None: the project's)."""
+    return mutant.apply(source, card)
 
 
-def mutate(mutant, source, own_target):
+def write_copy(workdir, name, text, source_path):
+    """The file a mutated (or the control) source runs from. A source inside a package folder (a
+    nanochat checkout's nanochat/gpt.py) gets a package folder of its own, in which every other module
+    is a link to the original, so that its `from nanochat.X import ...` still resolve."""
+    package = source_path.parent
+    if not (package / "__init__.py").is_file():
+        copy = workdir / f"{name}.py"
+    else:
+        folder = workdir / name / package.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for module in package.glob("*.py"):
+            if module.name != source_path.name:
+                (folder / module.name).symlink_to(module.resolve())
+        copy = folder / source_path.name
+    copy.write_text(text)
+    return copy
+
+
+def mutate(mutant, source, own_target, card=None):
     """(the mutant's source, "") or (None, the reason) when it does not apply to this implementation.
     Not applying to another implementation is expected; to the project's own gpt.py it means the
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     try:
-        mutated = apply_mutant(mutant, source)
+        mutated = apply_mutant(mutant, source, card)
         if mutated == source:
             raise NotApplicable(f"mutant {mutant.name} leaves the source unchanged")
         compile(mutated, f"<mutant {mutant.name}>", "exec")
@@ -354,33 +375,34 @@ class ControlFailed(HarnessFailure):
 
 
 def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control_limit=DEFAULT_CONTROL_LIMIT,
-                workdir=None, progress=None, use_fork=None, runner=None):
+                workdir=None, progress=None, use_fork=None, runner=None, architecture=None):
     """Run the control and every mutant; return the Results in catalog order. Raises HarnessFailure
     for a bad target, ControlFailed if the unmutated copy does not pass the suite.
     `runner` replaces run_tasks (the tests use it to script outcomes without running pytest)."""
+    from nanochat.architecture import CardError, load_card
     source_path, own = resolve_target(target_spec)
     source = source_path.read_text()
+    try:
+        card = load_card(architecture)
+    except CardError as e:
+        raise HarnessFailure(str(e)) from None
     keep = workdir is not None
     workdir = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="nanochat-mutants-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         results, tasks = {}, []
-        control_copy = workdir / "control.py"
-        control_copy.write_text(source)
-        tasks.append(Task(CONTROL, control_copy, None))
+        tasks.append(Task(CONTROL, write_copy(workdir, "control", source, source_path), None))
         for m in mutants:
             result = Result(m.name, m.component, m.description, "")
             results[m.name] = result
             if m.equivalent:
                 result.status = "equivalent"
                 continue
-            mutated, reason = mutate(m, source, own)
+            mutated, reason = mutate(m, source, own, card)
             if mutated is None:
                 result.status, result.detail = catalog_status(own), reason
                 continue
-            copy = workdir / f"{m.name}.py"
-            copy.write_text(mutated)
-            tasks.append(Task(m.name, copy, m.target))
+            tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))
 
         runner = runner or run_tasks
         if runner is run_tasks and use_fork is not False:
@@ -408,8 +430,9 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 progress(r, seconds, len(tasks) - 1)
 
         # a copy of the project's own model keeps its project_only tests (ValueErrors, generate, flops)
-        runner(tasks, workdir, jobs, (["--with-extras"] if own else []) + list(extra), timeout, control_limit,
-               done, use_fork)
+        arch_args = [f"--architecture={architecture}"] if architecture else []
+        runner(tasks, workdir, jobs, (["--with-extras"] if own else []) + arch_args + list(extra), timeout,
+               control_limit, done, use_fork)
         return [results[m.name] for m in mutants]
     finally:
         if not keep:
@@ -557,6 +580,9 @@ def parse_args(argv):
                                   "error, 3 a stale mutant (the catalog needs attention), 130 interrupted.")
     parser.add_argument("--gpt-impl", default="nanochat.gpt", metavar="PATH_OR_MODULE",
                         help="implementation to mutate (default: nanochat.gpt)")
+    parser.add_argument("--architecture", default=None, metavar="NAME_OR_PATH",
+                        help="architecture card the suite verifies against, and the mutants' texts are written for "
+                             "(default: the project's)")
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--diff", metavar="NAME", help="print one mutant as a diff of the target and exit")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]", help="run only these mutants")
@@ -648,7 +674,8 @@ def main(argv=None):
         started = time.monotonic()
         try:
             results = run_catalog(mutants, args.gpt_impl, jobs=args.jobs, extra=extra, timeout=args.timeout,
-                                  workdir=args.workdir, progress=progress, use_fork=False if args.no_fork else None)
+                                  workdir=args.workdir, progress=progress, use_fork=False if args.no_fork else None,
+                                  architecture=args.architecture)
         except ControlFailed as e:
             # nothing can be scored, but the report still needs to say so, and which mutants are stale
             console.print(f"[bold red]harness failure:[/] {escape(str(e))}")

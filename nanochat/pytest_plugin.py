@@ -61,6 +61,10 @@ def pytest_addoption(parser):
                     help="the implementation is a copy of nanochat/gpt.py: also run the project_only tests")
     group.addoption("--prioritize-component", default=None, metavar="KEY",
                     help="run the tests of this component (or sub-component) first")
+    group.addoption("--expect-failures", default=None, metavar="PATH",
+                    help="a file of node ids, one per line (# starts a comment): the run passes when exactly these "
+                         "tests fail (the known findings of a real implementation), and fails on any other failure "
+                         "or on an expected one that passes")
     group.addoption("--outcomes", default=None, metavar="PATH",
                     help="write each test's outcome, components and docstring to this JSON file "
                          "(relative to the project root when set in the ini file)")
@@ -76,6 +80,9 @@ def pytest_configure(config):
     path = config.getoption("outcomes")
     if path and not hasattr(config, "workerinput"):  # the xdist controller, or a plain run, records
         config.pluginmanager.register(OutcomeRecorder(config, Path(path)), "nanochat-outcomes")
+    expected = config.getoption("expect_failures")
+    if expected and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ExpectedFailures(config, expected), "nanochat-expected-failures")
 
 
 def is_own_implementation(module):
@@ -128,21 +135,12 @@ def pytest_collection_modifyitems(session, config, items):
     if problems:
         raise pytest.UsageError("tests with a missing or unknown component ID:\n" + "\n".join(problems))
 
-    card = config.stash[ARCH_KEY]
-    not_applicable = [item for item in items if not applicable(item.stash[COMPONENTS_KEY], card)]
-    if not_applicable:
-        config.hook.pytest_deselected(items=not_applicable)
-        items[:] = [item for item in items if applicable(item.stash[COMPONENTS_KEY], card)]
-
-    if not is_own_implementation(config.stash[IMPL_KEY]):
-        skipped_markers = {"tooling"} | (set() if config.getoption("with_extras") else {"project_only"})
-        kept, deselected = [], []
-        for item in items:
-            skip = any(item.get_closest_marker(m) for m in skipped_markers)
-            (deselected if skip else kept).append(item)
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = kept
+    kept, deselected = [], []
+    for item in items:
+        (deselected if deselected_by_design(config, item) else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
     first = config.getoption("prioritize_component")
     if first:
@@ -260,8 +258,11 @@ class OutcomeRecorder:
         self.collection_errors = []
 
     def header(self):
+        card = self.config.stash[ARCH_KEY]
         return {"schema": self.SCHEMA, "run_id": self.run_id,
-                "pytest_args": [str(a) for a in self.config.invocation_params.args]}
+                "pytest_args": [str(a) for a in self.config.invocation_params.args],
+                # the card the tests read, as given (None: the project's pyproject.toml), for the report's titles
+                "architecture": {"spec": self.config.getoption("architecture"), "name": card.name}}
 
     def write(self, data):
         self.path.parent.mkdir(exist_ok=True)
@@ -382,3 +383,69 @@ class OutcomeRecorder:
             "line_coverage": self.line_coverage(),
             "tests": dict(sorted(self.tests.items())),
         })
+
+
+# ------------------------------------------------------------------------------------------------
+# Known findings of a real implementation
+
+
+def read_expected_failures(path):
+    """{node id: note} from a findings file: one node id per line, `# note` after it, blank lines and
+    comment lines ignored."""
+    expected = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        nodeid, _, note = line.partition("#")
+        nodeid = nodeid.strip()
+        if nodeid:
+            if "::" not in nodeid:
+                raise pytest.UsageError(f"--expect-failures {path}, line {number}: {nodeid!r} is not a test node id")
+            expected[nodeid] = note.strip()
+    return expected
+
+
+class ExpectedFailures:
+    """Turns "exactly these tests fail" into the run's verdict: the known findings of a real
+    implementation (nanochat a088b7a's bfloat16 logits) must keep failing, and nothing else may."""
+
+    def __init__(self, config, path):
+        self.path = resolve_option_path(config, "--expect-failures", path)
+        try:
+            self.expected = read_expected_failures(self.path)
+        except OSError as e:
+            raise pytest.UsageError(f"--expect-failures {path}: {e.strerror or e}") from None
+        self.failed, self.passed = set(), set()
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            self.failed.add(report.nodeid)
+        elif report.when == "call" and report.passed:
+            self.passed.add(report.nodeid)
+
+    def verdict(self):
+        unexpected = sorted(self.failed - set(self.expected))
+        gone = sorted(n for n in self.expected if n not in self.failed)
+        return unexpected, gone
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter):
+        unexpected, gone = self.verdict()
+        tr = terminalreporter
+        tr.section(f"expected findings ({self.path.name})")
+        for nodeid, note in self.expected.items():
+            state = "failed, as expected" if nodeid in self.failed else (
+                "PASSED: the finding is gone" if nodeid in self.passed else "DID NOT RUN")
+            tr.line(f"{state:30s} {nodeid}  ({note})")
+        for nodeid in unexpected:
+            tr.line(f"{'UNEXPECTED FAILURE':30s} {nodeid}")
+        if unexpected or gone:
+            tr.line(f"{len(unexpected)} unexpected failure(s), {len(gone)} expected finding(s) not failing: "
+                    f"the run fails", red=True)
+        else:
+            tr.line(f"exactly the {len(self.expected)} expected finding(s) failed", green=True)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if int(exitstatus) not in (0, 1):
+            return  # an interrupted or broken run keeps its own status
+        unexpected, gone = self.verdict()
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED if unexpected or gone else pytest.ExitCode.OK

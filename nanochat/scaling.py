@@ -10,7 +10,6 @@ import torch
 NANOCHAT_VOCAB_SIZE = 2**16
 ASPECT_RATIO = 64  # n_embd = 64 * depth
 HEAD_DIM_TARGET = 128  # n_head = ceil(n_embd / 128)
-TARGET_DEPTH = 20  # TEMPORARY: to be read from the card
 
 
 def config_kwargs_for_depth(depth, vocab_size=NANOCHAT_VOCAB_SIZE, sequence_len=2048):

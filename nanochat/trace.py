@@ -32,7 +32,8 @@ import torch
 from nanochat import data
 from nanochat.cli import OneLineParser, unwritable
 from nanochat.contract import DEFAULT_IMPL, ContractError, load_implementation
-from nanochat.scaling import (NANOCHAT_VOCAB_SIZE, TARGET_DEPTH, build_on_meta, closed_form_counts, config_kwargs_for_depth,
+from nanochat.architecture import FEATURES, CardError, load_card
+from nanochat.scaling import (NANOCHAT_VOCAB_SIZE, build_on_meta, closed_form_counts, config_kwargs_for_depth,
                               measured_counts)
 from nanochat.trace_report import make_console, plot, render
 from nanochat.tracer import TensorStats, trace
@@ -68,6 +69,8 @@ class TraceSettings:
     blocks: tuple = ()  # blocks shown in detail; () means the default (first two and last)
     lr: float = LR_AT_256
     seed: int = 0
+    architecture: str | None = None  # the card (None: the project's pyproject.toml, else seed)
+    features: tuple = ()  # the card's optional modern components switched on
 
 
 class TraceError(Exception):
@@ -119,6 +122,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (default 0)")
     p.add_argument("--gpt-impl", default=DEFAULT_IMPL, metavar="PATH_OR_MODULE",
                    help=f"contract implementation to trace: a .py path or a dotted module (default {DEFAULT_IMPL})")
+    p.add_argument("--architecture", default=None, metavar="NAME_OR_PATH",
+                   help="architecture card whose values the trace checks (default: the project's, seed)")
+    p.add_argument("--features", default=None, metavar="LIST",
+                   help="modern components to switch on where the card has them as options: a comma-separated "
+                        f"list of {', '.join(FEATURES)}, or 'all' (default: none)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the trace as JSON: every cached name with its stats, losses, scaling table")
     p.add_argument("--plot", default=None, metavar="PATH",
@@ -143,6 +151,12 @@ def parse_settings(argv=None):
     except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error
         parser.error(f"--gpt-impl {args.gpt_impl!r}: loading it failed: {type(e).__name__}: {e}")
 
+    try:
+        card = load_card(args.architecture)
+    except CardError as e:
+        parser.error(str(e))
+    features = _parse_features(parser, args.features, card)
+
     vocab_size = NANOCHAT_VOCAB_SIZE if args.vocab_size is None else args.vocab_size
     if vocab_size < data.VOCAB_SIZE:
         parser.error(f"--vocab-size {vocab_size} is too small: the byte-level text needs {data.VOCAB_SIZE} ids")
@@ -151,6 +165,7 @@ def parse_settings(argv=None):
     config = config_kwargs_for_depth(args.depth, vocab_size=vocab_size, sequence_len=args.seq_len)
     if args.n_kv_head is not None:
         config["n_kv_head"] = args.n_kv_head
+    config.update(card.config_for(*features))
     problem = _config_problem(args.depth, config)
     if problem:
         parser.error(problem)
@@ -172,8 +187,25 @@ def parse_settings(argv=None):
             parser.error(f"--plot needs matplotlib, which is not installed: {PLOT_INSTALL_HINT}")
     settings = TraceSettings(gpt_impl=args.gpt_impl, config=config, batch_size=args.batch_size,
                              num_iterations=args.num_iterations, blocks=blocks, seed=args.seed,
+                             architecture=args.architecture, features=features,
                              lr=default_lr(config["n_embd"]) if args.lr is None else args.lr)
     return settings, impl, args
+
+
+def _parse_features(parser, text, card):
+    """The optional modern components to switch on: a comma-separated list or 'all' of those the card has."""
+    if text is None or text.strip() == "none":
+        return ()
+    offered = [f for f in FEATURES if card.features[f] == "optional"]
+    if text.strip() == "all":
+        return tuple(offered)
+    wanted = tuple(w.strip() for w in text.split(",") if w.strip())
+    for w in wanted:
+        if w not in FEATURES:
+            parser.error(f"--features {text!r}: unknown component {w!r}; known: {', '.join(FEATURES)}")
+        if not card.has(w):
+            parser.error(f"--features {text!r}: the card {card.name!r} has no {w}")
+    return tuple(w for w in wanted if w in offered)  # the card's always-on components are on anyway
 
 
 def _config_problem(depth, c):
@@ -240,6 +272,7 @@ def run_trace(impl, settings, on_iteration=None):
     forward and backward, and summarise the last traced iteration as a TraceResult.
     `on_iteration(record)` is called after each iteration (the progress bar)."""
     torch.manual_seed(settings.seed)
+    card = load_card(settings.architecture)
     config = impl.GPTConfig(**settings.config)
     model = impl.GPT(config)
     model.init_weights()  # the contract does not promise that the constructor initialises
@@ -265,7 +298,7 @@ def run_trace(impl, settings, on_iteration=None):
         summarising = time.perf_counter()
         if number == settings.num_iterations:
             # summarise before the step, while every tensor still belongs to this iteration
-            summary = _summarise(impl, model, cache, settings)
+            summary = _summarise(impl, model, cache, settings, card)
         start += time.perf_counter() - summarising  # a step's time is the training, not the summary
         del cache  # it holds every gradient; at 561M parameters two sets would not fit well
         optimizer.step()
@@ -278,7 +311,7 @@ def run_trace(impl, settings, on_iteration=None):
     summary["sections"]["loss"]["per_iteration"] = [it["loss"] for it in iterations]
     summary["sections"]["gradients"]["per_iteration"] = [
         {k: it[k] for k in ("iteration", "grad_norm", "nonzero_grads", "nonzero_grad_names")} for it in iterations]
-    summary["sections"]["scaling"] = _scaling(impl, model)
+    summary["sections"]["scaling"] = _scaling(impl, model, card)
     return TraceResult(
         implementation=f"{settings.gpt_impl} ({Path(impl.__file__).resolve()})",
         settings={k: v for k, v in asdict(settings).items() if k != "config"} | {"optimizer": "AdamW"},
@@ -339,14 +372,15 @@ def _max_abs(a, b, what="the two tensors"):
     return (a.double() - b.double()).abs().max().item()
 
 
-def _summarise(impl, model, cache, settings):
+def _summarise(impl, model, cache, settings, card):
     cfg = model.config
     L, H, Hkv = cfg.n_layer, cfg.n_head, cfg.n_kv_head
     blocks = settings.blocks or tuple(sorted({0, 1, L - 1} & set(range(L))))
     activations = {name: _stats(cache[name]) | {"derived": name in cache.derived} for name in cache}
     gradients = {name: _stats(g) | {"norm": torch.linalg.vector_norm(g.float()).item()}
                  for name, g in cache.grads.items()}
-    attention = {i: _attention_facts(cache, i, H, Hkv) for i in blocks}
+    windows = card.window_sizes(cfg.sequence_len, L, card.active("sliding_window", cfg))
+    attention = {i: _attention_facts(cache, i, H, Hkv, card.qk_gain, windows[i]) for i in blocks}
     sections = {
         "embedding": _embedding_section(model, cache),
         "rope": _rope_section(model, cache, blocks[0]),
@@ -356,10 +390,11 @@ def _summarise(impl, model, cache, settings):
         "rmsnorm": _rmsnorm_section(model, cache, L),
         "mlp": {"blocks": [_mlp_facts(cache, i) for i in blocks]},
         "final_norm": {"before": f"transformer.h.{L - 1}.output", "after": "lm_head.input"},
-        "lm_head": _lm_head_section(model, cache),
+        "lm_head": _lm_head_section(model, cache, card),
         "loss": _loss_section(cache, cfg),
         "gradients": _gradient_section(cache, L),
-        "scaling": None,  # filled in after training, from the model and the 561M target
+        "scaling": None,  # filled in after training, from the model and the card's target
+        **_modern_sections(model, cache, card),
     }
     plot_block = blocks[0]
     plot = {"block": plot_block, "pattern": attention[plot_block].pop("full_pattern"),
@@ -415,10 +450,15 @@ def _block_facts(cache, i):
             "residual_identity_error": _max_abs(y, x + a + m, f"{p}.output and input + attn + mlp")}
 
 
-def _attention_facts(cache, i, H, Hkv):
+def _attention_facts(cache, i, H, Hkv, qk_gain=1.0, window=None):
     p = f"transformer.h.{i}.attn"
-    pattern = cache.attention_pattern(i)  # derived, (B, H, T, T)
-    v = cache[f"{p}.v"].float().transpose(1, 2).repeat_interleave(H // Hkv, dim=1)  # (B, H, T, D)
+    pattern = cache.attention_pattern(i, qk_gain, window)  # derived, (B, H, T, T)
+    # V as attention received it (value embeddings mixed in) where an SDPA call was observed
+    if f"{p}.sdpa_v" in cache and f"{p}.sdpa_v" not in cache.derived:
+        v = cache[f"{p}.sdpa_v"].float()  # (B, Hkv, T, D)
+    else:
+        v = cache[f"{p}.v"].float().transpose(1, 2)
+    v = v.repeat_interleave(H // Hkv, dim=1)  # (B, H, T, D)
     out = cache[f"{p}.sdpa_out"].float()
     n = min(MASK_CORNER, pattern.size(-1))
     corner = pattern[0, 0, :n, :n]
@@ -474,15 +514,52 @@ def _mlp_facts(cache, i):
             "relu2_error": _max_abs(act, relu.square(), f"{p}.act and ReLU(fc)²")}  # derived check
 
 
-def _lm_head_section(model, cache):
+def _lm_head_section(model, cache, card):
     capped = cache["logits"]
     raw = cache["lm_head.output"][..., :capped.size(-1)]  # a padded vocabulary's extra rows are sliced off
-    return {"weight_shape": list(model.lm_head.weight.shape),
+    cap = card.softcap
+    return {"weight_shape": list(model.lm_head.weight.shape), "softcap": cap,
             "untied": model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr(),
             "raw": "lm_head.output", "capped": "logits",
             "max_abs_raw": raw.abs().max().item(), "max_abs_capped": capped.abs().max().item(),
             # derived check of the documented soft cap against the observed pair
-            "softcap_error": _max_abs(capped, 15 * torch.tanh(raw.double() / 15), "logits and the capped lm_head output")}
+            "softcap_error": _max_abs(capped, cap * torch.tanh(raw.double() / cap), "logits and the capped lm_head output")}
+
+
+def _modern_sections(model, cache, card):
+    """The modern components (nanochat 92d63d4) the traced model has on: what each did in this iteration.
+    Observed: the gates' raw outputs and the parameters; derived: the gates' values from those."""
+    cfg, L = model.config, model.config.n_layer
+    on = {f: card.active(f, cfg) for f in FEATURES}
+    sections = {}
+    if on["sliding_window"]:
+        observed = [getattr(b.attn, "window", None) for b in model.transformer.h]
+        if all(w is None for w in observed) and hasattr(model, "window_sizes"):  # nanochat keeps (W, 0) pairs
+            observed = [w[0] for w in model.window_sizes]
+        sections["sliding_window"] = {"pattern": card.sliding_window["pattern"], "windows": observed,
+                                      "card_windows": card.window_sizes(cfg.sequence_len, L)}
+    if on["value_embeddings"]:
+        scale = card.value_embeddings["gate_scale"]
+        layers = sorted(int(k) for k in getattr(model, "value_embeds", {}).keys())
+        sections["value_embeddings"] = {
+            "layers": layers, "card_layers": card.ve_layers(L), "gate_scale": scale,
+            "gates": {i: _stats(scale * torch.sigmoid(cache[f"transformer.h.{i}.attn.ve_gate"].float()))
+                      for i in layers if f"transformer.h.{i}.attn.ve_gate" in cache},
+            "embeddings": {i: f"value_embeds.{i}.output" for i in layers}}
+    if on["lambdas"]:
+        sections["lambdas"] = {"resid": model.resid_lambdas.detach().tolist(), "x0": model.x0_lambdas.detach().tolist()}
+    if on["smear"]:
+        lam = model.smear_lambda.detach().float()
+        sections["smear"] = {"lambda": lam.item(), "channels": card.smear["channels"],
+                             "gate": _stats(lam * torch.sigmoid(cache["smear_gate.output"].float()))
+                             if "smear_gate.output" in cache else None}
+    if on["backout"]:
+        sections["backout"] = {"lambda": model.backout_lambda.detach().float().item(),
+                               "layer": card.backout_layer(L), "mid": f"transformer.h.{card.backout_layer(L)}.output"}
+    if on["padded_vocab"]:
+        sections["padded_vocab"] = {"vocab_size": cfg.vocab_size, "rows": model.lm_head.weight.shape[0],
+                                    "multiple": card.padded_vocab["multiple"]}
+    return sections
 
 
 def _loss_section(cache, cfg):
@@ -498,17 +575,18 @@ def _gradient_section(cache, L):
     return {"residual_stream": stream, "per_iteration": None}
 
 
-def _scaling(impl, model):
+def _scaling(impl, model, card):
     def table(config, built):
-        counts = {"closed_form": closed_form_counts(config), "measured": measured_counts(built)}
+        counts = {"closed_form": closed_form_counts(config, card), "measured": measured_counts(built)}
         counts["matches"] = counts["closed_form"] == counts["measured"]
         counts["flops_per_token"] = built.estimate_flops() if hasattr(built, "estimate_flops") else None
         counts["config"] = {k: getattr(config, k) for k in
                             ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")}
         return counts
-    target_config = impl.GPTConfig(**config_kwargs_for_depth(TARGET_DEPTH))
+    target_config = impl.GPTConfig(**config_kwargs_for_depth(card.target_depth))
     return {"traced": table(model.config, model),
-            "target": {"depth": TARGET_DEPTH} | table(target_config, build_on_meta(impl, target_config))}
+            "target": {"depth": card.target_depth, "millions": card.target_millions}
+            | table(target_config, build_on_meta(impl, target_config))}
 
 
 # ------------------------------------------------------------------------------------------------

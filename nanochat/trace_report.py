@@ -7,6 +7,7 @@ Nothing here touches a model; everything shown was computed by `run_trace`.
 import math
 import os
 
+from nanochat.architecture import load_card
 from nanochat.components import BY_KEY
 
 
@@ -62,10 +63,12 @@ def render(result, console):
 
     acts, s = result.activations, result.sections
 
+    card = load_card(result.settings.get("architecture"))
+
     def heading(key, extra=""):
         c = BY_KEY[key]
         console.print()
-        console.print(Rule(f"[bold]{c.number} · {c.title}[/]{extra}", align="left"))
+        console.print(Rule(f"[bold]{c.number} · {c.title_for(card)}[/]{extra}", align="left"))
 
     def stats_table(rows):
         """rows: (label, cached name or stats dict)."""
@@ -168,8 +171,10 @@ def render(result, console):
     h = s["lm_head"]
     heading("lm_head")
     console.print(f"lm_head.weight {_fmt(h['weight_shape'])}, untied from wte {_check(h['untied'])}")
-    stats_table([("logits before softcap", h["raw"]), ("15·tanh(logits/15)", h["capped"])])
-    console.print(f"max |logit| {h['max_abs_raw']:.4g} → {h['max_abs_capped']:.4g} (< 15 {_check(h['max_abs_capped'] < 15)}); "
+    cap = h["softcap"]
+    stats_table([("logits before softcap", h["raw"]), (f"{cap:g}·tanh(logits/{cap:g})", h["capped"])])
+    console.print(f"max |logit| {h['max_abs_raw']:.4g} → {h['max_abs_capped']:.4g} (≤ {cap:g} "
+                  f"{_check(h['max_abs_capped'] <= cap)}); "
                   f"[dim]derived:[/] softcap identity max |Δ| {_fmt(h['softcap_error'])}")
 
     # 11 loss
@@ -209,7 +214,47 @@ def render(result, console):
                   ", ".join(f"{row['name'].removeprefix('transformer.').removesuffix('.grad')} {row['rms']:.3g}"
                             for row in g["residual_stream"]))
 
+    _render_modern(console, stats_table, s, heading)
     _render_scaling(console, s["scaling"], heading)
+
+
+def _render_modern(console, stats_table, s, heading):
+    """The modern components (rows 13-18) the traced model has on."""
+    if "sliding_window" in s:
+        w = s["sliding_window"]
+        heading("sliding_window", f"  (pattern {w['pattern']}, last layer long)")
+        console.print("left window per layer (a query sees itself and W keys before it): "
+                      + ", ".join(f"{i}: {win}" for i, win in enumerate(w["windows"]))
+                      + f"  {_check(w['windows'] == w['card_windows'])} as the card says")
+    if "value_embeddings" in s:
+        v = s["value_embeddings"]
+        heading("value_embeddings", f"  (layers {', '.join(map(str, v['layers']))})")
+        console.print(f"on layers {v['layers']} {_check(v['layers'] == v['card_layers'])}; "
+                      f"gate = {v['gate_scale']:g}·sigmoid(ve_gate(x[..., :12])) per kv head, added times ve to V")
+        stats_table([(f"layer {i} value embedding", name) for i, name in v["embeddings"].items()]
+                    + [(f"layer {i} gate [dim](derived from the raw gate)[/]", st) for i, st in v["gates"].items()])
+    if "lambdas" in s:
+        lam = s["lambdas"]
+        heading("lambdas")
+        console.print("x = resid_lambda·x + x0_lambda·x0 before each block: resid "
+                      + ", ".join(f"{x:.4g}" for x in lam["resid"]) + "; x0 " + ", ".join(f"{x:.4g}" for x in lam["x0"]))
+    if "smear" in s:
+        sm = s["smear"]
+        heading("smear")
+        console.print(f"x_t += smear_lambda·sigmoid(smear_gate(x_t[:{sm['channels']}]))·x_(t-1); "
+                      f"smear_lambda {sm['lambda']:.4g}")
+        if sm["gate"] is not None:
+            stats_table([("smear gate [dim](derived from the raw gate)[/]", sm["gate"])])
+    if "backout" in s:
+        b = s["backout"]
+        heading("backout")
+        console.print(f"x_last − backout_lambda·x_mid before the final norm: lambda {b['lambda']:.4g}, "
+                      f"x_mid = output of block {b['layer']}")
+    if "padded_vocab" in s:
+        pv = s["padded_vocab"]
+        heading("padded_vocab")
+        console.print(f"wte and lm_head hold {pv['rows']:,} rows for vocab_size {pv['vocab_size']:,} "
+                      f"(a multiple of {pv['multiple']}); the logits are sliced back to {pv['vocab_size']:,}")
 
 
 def _render_attention(console, stats_table, overall, a, heading):
@@ -273,7 +318,8 @@ def _render_scaling(console, sc, heading):
     from rich.table import Table
     heading("scaling")
     for key, title in (("traced", "the traced model"),
-                       ("target", f"depth {sc['target']['depth']}, nanochat's 561M target (built on the meta device)")):
+                       ("target", f"depth {sc['target']['depth']}, the card's {sc['target']['millions']}M target "
+                                  f"(built on the meta device)")):
         part = sc[key]
         c = part["config"]
         m = part["measured"]

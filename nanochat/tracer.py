@@ -122,18 +122,20 @@ class ActivationCache(Mapping):
     def stats(self, name):
         return TensorStats.of(self._tensors[name])
 
-    def attention_pattern(self, layer):
+    def attention_pattern(self, layer, qk_gain=1.0, window=None):
         """Attention weights (B, H, T, T) of a layer, derived for display from its captured
-        post-norm q and k: softmax(q k^T / sqrt(D)) under the causal mask. Valid for a pass without a
-        KV-cache prefix."""
+        post-norm q and k: softmax(g q . g k / sqrt(D)) under the causal mask (and a left window W:
+        a query sees itself and W keys before it), g the architecture's QK gain. Valid for a pass
+        without a KV-cache prefix."""
         p = f"transformer.h.{layer}.attn"
-        q = self._tensors[f"{p}.q_norm"].float().transpose(1, 2)  # (B, H, T, D)
-        k = self._tensors[f"{p}.k_norm"].float().transpose(1, 2)  # (B, Hkv, T, D)
+        q = self._tensors[f"{p}.q_norm"].float().transpose(1, 2) * qk_gain  # (B, H, T, D)
+        k = self._tensors[f"{p}.k_norm"].float().transpose(1, 2) * qk_gain  # (B, Hkv, T, D)
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
         T = q.size(2)
-        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
-        return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        ahead = torch.arange(T, device=q.device)[None, :] - torch.arange(T, device=q.device)[:, None]  # key - query
+        hidden = (ahead > 0) if window is None else (ahead > 0) | (ahead < -window)
+        return scores.masked_fill(hidden, float("-inf")).softmax(dim=-1)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from hypothesis import settings
 
 from nanochat import cli
 from nanochat import components as table
+from nanochat.architecture import load_card
 from nanochat import coverage
 from nanochat.coverage import FAILED, MISSING, PASSED, Outcome, subcomponent_status
 from nanochat.mutants import MUTANTS
@@ -29,6 +30,7 @@ from nanochat.mutants import MUTANTS
 pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.tooling]
 ROOT = Path(__file__).resolve().parent.parent
 OWN = ROOT / "nanochat" / "gpt.py"
+CARD = load_card()  # the project's architecture card: the report fills its values into the titles
 
 
 def result(outcome, *components, name="test_x", skip_reason=""):
@@ -45,14 +47,15 @@ def inputs_of(tests, mutation=None):
 
 
 def row(report, title):
-    """The summary-table row of a component, as a list of cells."""
+    """The summary-table row of a component (its title, card values filled in), as a list of cells."""
+    title = title.title_for(CARD) if isinstance(title, table.Component) else title
     line = next(line for line in report.splitlines() if line.startswith("| ") and f" {title} |" in line)
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def unverified_rows(report):
     """Titles of the summary rows that are neither ✅ nor not applicable to the architecture card."""
-    return [c.title for c in table.COMPONENTS if row(report, c.title)[5] not in (PASSED, coverage.NOT_APPLICABLE)]
+    return [c.title for c in table.COMPONENTS if row(report, c)[5] not in (PASSED, coverage.NOT_APPLICABLE)]
 
 
 def run_main(argv, capsys, **kwargs):
@@ -220,7 +223,7 @@ def test_a_failed_test_marks_its_component_and_only_its_component():
     assert row(report, "MLP")[5] == FAILED
     for c in table.COMPONENTS:
         if c.key != "mlp":
-            assert row(report, c.title)[5] == PASSED, c.title
+            assert row(report, c)[5] == PASSED, c.title
     assert "| `tests/test_a.py::test_broken` | A property. | ❌ failed |" in report
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from nanochat import trace as trace_cli
 from nanochat.components import COMPONENTS as ALL_COMPONENTS
 from nanochat.contract import load_implementation
-from nanochat.scaling import TARGET_DEPTH
+from nanochat.architecture import load_card
 from nanochat.trace_report import percent_of
 from nanochat.tracer import trace
 
@@ -190,7 +190,8 @@ def test_traced_tensors_are_the_values_their_names_claim(traced):
         residual = cache[f"{p}.input"] + cache[f"{p}.attn.output"] + cache[f"{p}.mlp.output"]
         assert torch.allclose(cache[f"{p}.output"], residual, **close)
     assert torch.allclose(cache["lm_head.input"], impl.norm(cache[f"transformer.h.{L - 1}.output"]), **close)
-    assert torch.allclose(cache["logits"], 15 * torch.tanh(cache["lm_head.output"].float() / 15), **close)
+    cap = load_card().softcap
+    assert torch.allclose(cache["logits"], cap * torch.tanh(cache["lm_head.output"].float() / cap), **close)
     assert all(torch.equal(cache.grads[n], p.grad) for n, p in model.named_parameters())
 
 
@@ -246,7 +247,7 @@ def test_cli_runs_end_to_end_and_writes_every_section(impl_key, tmp_path, capsys
     status, out, err = run_cli(argv, capsys)
     assert status == 0, err
     for component in COMPONENTS:
-        assert f"{component.number} · {component.title}" in out
+        assert f"{component.number} · {component.title_for(load_card())}" in out
     record = json.loads(out_json.read_text())
     assert set(record["sections"]) == {c.key for c in COMPONENTS}
     losses = record["losses"]
@@ -264,7 +265,7 @@ def test_cli_runs_end_to_end_and_writes_every_section(impl_key, tmp_path, capsys
                                                  "mlp.c_proj")} | {"lm_head.weight"}
     target = record["sections"]["scaling"]["target"]
     tc, measured = target["config"], target["measured"]
-    assert target["depth"] == TARGET_DEPTH and target["matches"]
+    assert target["depth"] == load_card().target_depth and target["matches"]
     d, vocab, layers = tc["n_embd"], tc["vocab_size"], tc["n_layer"]
     assert measured["total"] == 2 * vocab * d + 12 * layers * d * d  # the SPEC's closed form
     if impl_key == "own":
@@ -387,3 +388,26 @@ def test_a_share_of_zeros_never_rounds_to_none_or_all(fraction, shown):
     """Zero fractions get the decimals they need: a gradient with nonzero rows never reads 100.0% zeros."""
     assert percent_of(fraction) == shown
 
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_cli_traces_the_modern_components_switched_on(tmp_path, capsys):
+    """With --features all the trace shows rows 13-18: windows, value-embedding layers and gates, lambdas, smear,
+    backout and the padded vocabulary, each as the card says."""
+    out_json = tmp_path / "t.json"
+    argv = [*TINY_CLI, "--depth", "2", "--vocab-size", "300", "--features", "all", "--json", str(out_json), "--no-color"]
+    status, out, err = run_cli(argv, capsys)
+    assert status == 0, err
+    card = load_card()
+    modern = [c for c in ALL_COMPONENTS if c.feature is not None]
+    for component in modern:
+        assert f"{component.number} · {component.title_for(card)}" in out
+    s = json.loads(out_json.read_text())["sections"]
+    assert set(s) == {c.key for c in ALL_COMPONENTS}
+    assert s["sliding_window"]["windows"] == s["sliding_window"]["card_windows"] == card.window_sizes(16, 2)
+    assert s["value_embeddings"]["layers"] == card.ve_layers(2)
+    assert all(0 < g["min"] and g["max"] < card.value_embeddings["gate_scale"] for g in s["value_embeddings"]["gates"].values())
+    assert s["lambdas"]["resid"] == pytest.approx(card.init_rule("resid_lambdas").schedule(2), abs=0.05)
+    assert s["padded_vocab"]["rows"] == 320 and s["padded_vocab"]["vocab_size"] == 300
+    assert s["backout"]["layer"] == 1
