@@ -80,3 +80,18 @@ def tree_fingerprint(root=PROJECT_ROOT, extra=()):
 
 def file_sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_expected_failures(path):
+    """{node id: note} from a findings file (pytest --expect-failures, python -m nanochat.coverage
+    --expect-failures): one test node id per line, `# note` after it; blank and comment lines ignored.
+    ValueError for a line that is not a node id."""
+    expected = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        nodeid, _, note = line.partition("#")
+        nodeid = nodeid.strip()
+        if nodeid:
+            if "::" not in nodeid:
+                raise ValueError(f"{path}, line {number}: {nodeid!r} is not a test node id")
+            expected[nodeid] = note.strip()
+    return expected

@@ -143,6 +143,27 @@ def _import_file(spec, path):
     return _guarded(spec, load)
 
 
+class _CheckoutFinder:
+    """Finds `<package>.X` in a checkout's package folder, and nowhere else: a module the checkout does not
+    have must not quietly come from this project's package of the same name (an editable install's
+    finder would hand it out)."""
+
+    def __init__(self, name, package_dir):
+        self.name, self.package_dir = name, Path(package_dir)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(self.name + "."):
+            return None
+        parts = fullname.split(".")[1:]
+        base = self.package_dir.joinpath(*parts)
+        if (base / "__init__.py").is_file():
+            return importlib.util.spec_from_file_location(fullname, base / "__init__.py",
+                                                          submodule_search_locations=[str(base)])
+        if base.with_suffix(".py").is_file():
+            return importlib.util.spec_from_file_location(fullname, base.with_suffix(".py"))
+        raise ModuleNotFoundError(f"No module named {fullname!r} in {self.package_dir}", name=fullname)
+
+
 @contextmanager
 def package_context(package_dir, alias):
     """While the block runs, `import <package>.X` (package = the folder's name) loads package_dir/X.py.
@@ -152,6 +173,8 @@ def package_context(package_dir, alias):
     package_dir = Path(package_dir)
     name = package_dir.name
     ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == name or k.startswith(name + ".")}
+    finder = _CheckoutFinder(name, package_dir)
+    sys.meta_path.insert(0, finder)
     try:
         if alias in sys.modules:  # loaded before: reuse those modules
             sys.modules.update({name + k[len(alias):]: m for k, m in sys.modules.items()
@@ -164,6 +187,7 @@ def package_context(package_dir, alias):
             init.loader.exec_module(package)
         yield
     finally:
+        sys.meta_path.remove(finder)
         loaded = {k: sys.modules.pop(k) for k in list(sys.modules) if k == name or k.startswith(name + ".")}
         sys.modules.update({alias + k[len(name):]: m for k, m in loaded.items()})
         sys.modules.update(ours)

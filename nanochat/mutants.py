@@ -35,6 +35,7 @@ class Mutant:
     edits: tuple[tuple[str, str], ...] = ()
     append: str = ""
     equivalent: bool = False
+    own_only: bool = False  # breaks a project extra (generate, ValueErrors) or our engine: not for other implementations
 
     @property
     def component(self):
@@ -75,8 +76,8 @@ def _code(text):
     return textwrap.dedent(text).lstrip("\n")
 
 
-def M(name, target, description, *edits, append="", equivalent=False):
-    return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent)
+def M(name, target, description, *edits, append="", equivalent=False, own_only=False):
+    return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent, own_only)
 
 
 # -- reusable overrides --------------------------------------------------------------------------
@@ -369,7 +370,7 @@ MUTANTS = (
     M("flops_count_the_embedding", "scaling.parameter_count",
       "estimate_flops counts the embedding lookup as a matmul: 6 * N instead of 6 * (N - N_wte)",
       ("n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))",
-       "n_matmul = sum(p.numel() for p in self.parameters())")),
+       "n_matmul = sum(p.numel() for p in self.parameters())"), own_only=True),
 
     # ---- 11 loss -------------------------------------------------------------------------------
     M("loss_ignore_index_dropped", "loss.cross_entropy",
@@ -429,10 +430,10 @@ MUTANTS = (
       (_CAUSAL_MASK, "mask = k_pos < Tk")),
     M("generate_top_k_keeps_k_minus_1", "inference.generate",
       "top-k filter with <= instead of <: the k-th largest logit is dropped too",
-      ("logits < kth", "logits <= kth")),
+      ("logits < kth", "logits <= kth"), own_only=True),
     M("generate_ignores_temperature", "inference.generate",
       "temperature accepted but logits never divided by it",
-      ("                logits = logits / temperature\n", "")),
+      ("                logits = logits / temperature\n", ""), own_only=True),
 
     # ---- real bugs that public GPT code shipped (../shared/real-bugs.md), beyond those cited above ---------
     M("rope_table_for_adjacent_pairs", "rope.rotary",
@@ -458,7 +459,7 @@ MUTANTS = (
     M("rope_limit_ignores_cache_offset", "contract.validation",
       "the rotary length check ignores the KV cache position: a shape error past the table instead of a ValueError "
       "(real bug 9: nanochat issue 514, PR 520)",
-      ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T > self.rotary_seq_len:")),
+      ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T > self.rotary_seq_len:"), own_only=True),
     M("gqa_group_size_hard_coded_2", "attention.gqa",
       "kv heads expanded with a group size of 2 hard-coded: right for 4:2 and 6:3, wrong for 6:2, 8:2, 12:4 and MQA "
       "(real bug 11: TransformerLens PR 520, vLLM issue 13686)",
@@ -500,7 +501,7 @@ MUTANTS = (
 
 
         KVCache._grow = _mutant_grow
-        """),
+        """, own_only=True),
     M("flash_cache_advanced_per_layer", "flash_cache.layout",
       "the flash-style cache position advanced by every layer instead of once after the last "
       "(real bug 20: torchchat PR 1462, llama.cpp issue 3825)",
@@ -556,17 +557,17 @@ MUTANTS = (
     M("loss_nan_when_every_target_is_ignored", "loss.cross_entropy",
       "the mean loss divides by the number of valid targets unguarded: 0/0 = NaN when all are -1 "
       "(real bug 37: nanochat issues 590, 618)",
-      ("return losses.sum() / (targets != -1).sum().clamp(min=1)", "return losses.sum() / (targets != -1).sum()")),
+      ("return losses.sum() / (targets != -1).sum().clamp(min=1)", "return losses.sum() / (targets != -1).sum()"), own_only=True),
     M("generate_top_k_0_crashes", "inference.generate",
       "top_k=0 passed to topk: an empty selection and an IndexError (real bug 38: nanochat issue 466, PR 467)",
-      ("if top_k:  # None and 0 filter nothing", "if top_k is not None:  # None and 0 filter nothing")),
+      ("if top_k:  # None and 0 filter nothing", "if top_k is not None:  # None and 0 filter nothing"), own_only=True),
     M("generate_top_k_not_clamped", "inference.generate",
       "top_k larger than the vocabulary passed to topk unclamped: 'selected index k out of range' "
       "(real bug 39: TransformerLens PR 1347)",
-      ("kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]", "kth = torch.topk(logits, top_k).values[:, -1:]")),
+      ("kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]", "kth = torch.topk(logits, top_k).values[:, -1:]"), own_only=True),
     M("generate_temperature_0_divides", "inference.generate",
       "temperature 0 divides the logits by zero instead of taking the argmax (real bug 40: nanoGPT issue 738)",
-      ("            if temperature == 0:", "            if False:")),
+      ("            if temperature == 0:", "            if False:"), own_only=True),
     M("attention_dropout_always_on", "attention.sdpa",
       "dropout_p=0.1 passed to scaled dot-product attention unconditionally, in eval too (real bug 41: nanoGPT PR 240)",
       (_SDPA_CAUSAL, _SDPA_CAUSAL[:-1] + ", dropout_p=0.1)"), (_SDPA_MASKED, _SDPA_MASKED[:-1] + ", dropout_p=0.1)")),

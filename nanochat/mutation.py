@@ -149,6 +149,8 @@ def mutate(mutant, source, own_target, card=None):
     """(the mutant's source, "") or (None, the reason) when it does not apply to this implementation.
     Not applying to another implementation is expected; to the project's own gpt.py it means the
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
+    if mutant.own_only and not own_target:
+        return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
     try:
         mutated = apply_mutant(mutant, source, card)
         if mutated == source:
@@ -165,8 +167,8 @@ def catalog_status(own_target):
     return "stale" if own_target else "not_applicable"
 
 
-def diff(mutant, source, target_name):
-    mutated, reason = mutate(mutant, source, own_target=False)
+def diff(mutant, source, target_name, own_target=False, card=None):
+    mutated, reason = mutate(mutant, source, own_target, card)
     if mutated is None:
         return f"{mutant.name}: not applicable to {target_name}: {reason}\n"
     return "".join(difflib.unified_diff(source.splitlines(keepends=True), mutated.splitlines(keepends=True),
@@ -583,6 +585,9 @@ def parse_args(argv):
     parser.add_argument("--architecture", default=None, metavar="NAME_OR_PATH",
                         help="architecture card the suite verifies against, and the mutants' texts are written for "
                              "(default: the project's)")
+    parser.add_argument("--expect-failures", default=None, metavar="PATH",
+                        help="the known findings of the implementation (see pytest --expect-failures): left out of "
+                             "every run, so that the control passes and a kill is a new failure")
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--diff", metavar="NAME", help="print one mutant as a diff of the target and exit")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]", help="run only these mutants")
@@ -616,6 +621,15 @@ def parse_args(argv):
         problem = source_checkout_problem(parser.prog, PROJECT_ROOT)
         if problem:
             parser.error(problem)
+    if args.expect_failures is not None:
+        from nanochat.cli import read_expected_failures
+        try:
+            expected = read_expected_failures(args.expect_failures)
+        except OSError as e:
+            parser.error(f"--expect-failures {args.expect_failures}: {e.strerror or e}")
+        except ValueError as e:
+            parser.error(f"--expect-failures: {e}")
+        extra = [f"--deselect={nodeid}" for nodeid in expected] + list(extra)
     return args, extra
 
 
@@ -652,7 +666,8 @@ def main(argv=None):
         if args.diff:
             path, _ = resolve_target(args.gpt_impl)
             (m,) = select(catalog, [args.diff])
-            sys.stdout.write(diff(m, path.read_text(), _display_target(args.gpt_impl, path)))
+            sys.stdout.write(diff(m, path.read_text(), _display_target(args.gpt_impl, path), path == OWN_IMPL,
+                                  _card(args.architecture)))
             return 0
 
         path, _ = resolve_target(args.gpt_impl)
@@ -712,6 +727,14 @@ def report(console, results, target, elapsed, jobs):
     others = ", ".join(f"{t[s]} {s}" for s in ("survived", "harness_error", "equivalent", "not_applicable", "stale")
                        if t[s])
     console.print(f"{score}; {others or 'nothing else'}; {elapsed:.1f} s with {jobs} jobs")
+
+
+def _card(architecture):
+    from nanochat.architecture import CardError, load_card
+    try:
+        return load_card(architecture)
+    except CardError as e:
+        raise HarnessFailure(str(e)) from None
 
 
 def _display_target(spec, path):

@@ -39,7 +39,7 @@ import pytest
 
 from nanochat.architecture import CardError, load_card
 from nanochat.components import component_of, expand
-from nanochat.cli import file_sha256, tree_fingerprint
+from nanochat.cli import file_sha256, read_expected_failures, tree_fingerprint
 from nanochat.contract import DEFAULT_IMPL, ContractError, load_implementation, source_path
 
 IMPL_KEY = pytest.StashKey()
@@ -389,20 +389,6 @@ class OutcomeRecorder:
 # Known findings of a real implementation
 
 
-def read_expected_failures(path):
-    """{node id: note} from a findings file: one node id per line, `# note` after it, blank lines and
-    comment lines ignored."""
-    expected = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        nodeid, _, note = line.partition("#")
-        nodeid = nodeid.strip()
-        if nodeid:
-            if "::" not in nodeid:
-                raise pytest.UsageError(f"--expect-failures {path}, line {number}: {nodeid!r} is not a test node id")
-            expected[nodeid] = note.strip()
-    return expected
-
-
 class ExpectedFailures:
     """Turns "exactly these tests fail" into the run's verdict: the known findings of a real
     implementation (nanochat a088b7a's bfloat16 logits) must keep failing, and nothing else may."""
@@ -413,6 +399,8 @@ class ExpectedFailures:
             self.expected = read_expected_failures(self.path)
         except OSError as e:
             raise pytest.UsageError(f"--expect-failures {path}: {e.strerror or e}") from None
+        except ValueError as e:
+            raise pytest.UsageError(f"--expect-failures: {e}") from None
         self.failed, self.passed = set(), set()
 
     def pytest_runtest_logreport(self, report):

@@ -34,7 +34,6 @@ logits (after the softcap), loss. Where the model has nanochat 92d63d4's modern 
     smear_gate.output                   the smear gate's raw output, before smear_lambda * sigmoid
 """
 
-import inspect
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -138,13 +137,22 @@ class ActivationCache(Mapping):
         return scores.masked_fill(hidden, float("-inf")).softmax(dim=-1)
 
 
+def _globals_of(cls):
+    forward = getattr(cls, "forward", None)
+    return getattr(forward, "__globals__", None)
+
+
 @contextmanager
 def trace(model):
     """Record the named intermediates of every forward (and the gradients of every backward) run
     inside the block. Hooks and wrappers are always removed on exit, even after an error."""
     cfg = model.config
     H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.n_embd // cfg.n_head
-    impl = inspect.getmodule(type(model))
+    # where the model's code looks its functions up: the globals of its classes' forward methods (the
+    # implementation's module, or a sibling module of its package that defines Block or the attention)
+    namespaces = list({id(ns): ns for ns in (_globals_of(type(m)) for m in
+                                             (model, model.transformer.h[0], model.transformer.h[0].attn,
+                                              model.transformer.h[0].mlp)) if ns is not None}.values())
     cache = ActivationCache(model)
     handles, patches = [], []
     state = {"attn": None, "rope": 0, "norm": 0, "sdpa": False, "idx_shape": None}
@@ -251,10 +259,10 @@ def trace(model):
         elif torch.is_tensor(output):
             cache._store("loss", output)  # per-token losses (loss_reduction='none')
 
-    def patch(owner, attr, make):
-        original = getattr(owner, attr)
-        setattr(owner, attr, make(original))
-        patches.append((owner, attr, original))
+    def patch(namespace, attr, make):
+        original = namespace[attr]
+        namespace[attr] = make(original)
+        patches.append((namespace, attr, original))
 
     try:
         handles.append(model.register_forward_pre_hook(model_pre, with_kwargs=True))
@@ -288,18 +296,22 @@ def trace(model):
             handles.append(embedding.register_forward_hook(save_output(f"value_embeds.{key}.output")))
         if isinstance(getattr(model, "smear_gate", None), torch.nn.Module):
             handles.append(model.smear_gate.register_forward_hook(save_output("smear_gate.output")))
-        patch(impl, "apply_rotary_emb", lambda f: capture_in_attention(f, ("q", "k"), ("q_rope", "k_rope"), "rope"))
-        patch(impl, "norm", lambda f: capture_in_attention(f, ("q_rope", "k_rope"), ("q_norm", "k_norm"), "norm"))
+        for ns in namespaces:
+            if callable(ns.get("apply_rotary_emb")):
+                patch(ns, "apply_rotary_emb",
+                      lambda f: capture_in_attention(f, ("q", "k"), ("q_rope", "k_rope"), "rope"))
+            if callable(ns.get("norm")):
+                patch(ns, "norm", lambda f: capture_in_attention(f, ("q_rope", "k_rope"), ("q_norm", "k_norm"), "norm"))
         # torch's functions, wherever the implementation looks them up (F.x, or x imported by name)
         for attr, make in (("scaled_dot_product_attention", sdpa_wrapper), ("cross_entropy", cross_entropy_wrapper)):
             original = getattr(F, attr)
-            for owner in (F, impl):
-                if getattr(owner, attr, None) is original:
-                    patch(owner, attr, make)
+            for ns in [vars(F), *namespaces]:
+                if ns.get(attr) is original:
+                    patch(ns, attr, make)
         yield cache
     finally:
         for handle in handles:
             handle.remove()
-        for owner, attr, original in reversed(patches):
-            setattr(owner, attr, original)
+        for namespace, attr, original in reversed(patches):
+            namespace[attr] = original
         cache.grads = {name: p.grad.detach() for name, p in model.named_parameters() if p.grad is not None}

@@ -9,17 +9,25 @@ pytestmark = [pytest.mark.component("tooling.ci"), pytest.mark.tooling]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def readme_section(title):
+    return (ROOT / "README.md").read_text().split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_commands():
     """The one-line shell commands of the README's Quick start, in order."""
-    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.+?)\n```", quick_start)
+    return re.findall(r"```bash\n(.+?)\n```", readme_section("Quick start"))
+
+
+def ci_commands():
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    return [line for line in ci if line.strip() and not line.lstrip().startswith("#")]
 
 
 def test_readme_gives_a_tracer_command_and_a_test_command():
     """Quick start holds exactly two commands: install + the tracer, install + pytest."""
     tracer, tests = readme_commands()
     assert tracer.endswith("python -m nanochat.trace") and "pip install" in tracer
-    assert tests.endswith("&& pytest") and "'.[test]'" in tests
+    assert tests.endswith("&& pytest -v") and "'.[test]'" in tests
 
 
 def test_both_commands_pin_the_cpu_torch_build():
@@ -28,12 +36,27 @@ def test_both_commands_pin_the_cpu_torch_build():
 
 
 def test_ci_runs_exactly_the_readme_test_command_then_the_checks():
-    """.ci/run executes the README's test command verbatim, then the coverage check."""
-    ci = (ROOT / ".ci/run").read_text().splitlines()
-    commands = [line for line in ci if line.strip() and not line.lstrip().startswith("#")]
-    assert readme_commands()[1] in commands
-    assert commands[-1].startswith("python -m nanochat.coverage --check")
-    assert any(line.startswith("python -m nanochat.mutation") for line in commands)
+    """.ci/run executes the README's test command verbatim, the mutation catalog, then the coverage check of
+    that run (before any other pytest run replaces its outcomes)."""
+    commands = ci_commands()
+    test_command = commands.index(readme_commands()[1])
+    mutation = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.mutation"))
+    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.coverage --check --from-last-run"))
+    assert test_command < mutation < check
+    assert not any(c.startswith("pytest") for c in commands[test_command + 1:check])
+
+
+def test_ci_runs_the_verify_your_fork_commands_as_written():
+    """Every command of the README's "Verify your nanochat fork" is a line of .ci/run, after the coverage check;
+    a088b7a's run names its findings file and 92d63d4's none."""
+    block = re.search(r"```bash\n(.+?)\n```", readme_section("Verify your nanochat fork"), re.S).group(1)
+    fork_commands = block.splitlines()
+    commands = ci_commands()
+    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.coverage --check"))
+    assert len(fork_commands) == 4 and all(c in commands[check + 1:] for c in fork_commands)
+    assert all(("--expect-failures" in c) == ("a088b7a" in c) for c in fork_commands)
+    assert all((ROOT / c.split("--expect-failures")[1].split()[0].lstrip("=")).is_file()
+               for c in fork_commands if "--expect-failures" in c)
 
 
 def test_the_test_extra_brings_time_limits_that_a_user_can_change():
@@ -55,8 +78,8 @@ def test_no_file_names_a_path_of_a_development_machine():
     assert [f.name for f in files if machine_path.search(f.read_text())] == []
 
 
-# the tool tests' own parametrized ids (item 14); the other test files keep their own
-TOOL_TEST_FILES = ("test_coverage_report.py", "test_mutation.py", "test_tracer.py", "test_ci.py")
+# every test file's parametrized ids read as documentation
+TOOL_TEST_FILES = tuple(p.name for p in (ROOT / "tests").glob("test_*.py"))  # every test file
 
 
 def opaque_id(item):

@@ -36,10 +36,13 @@ def test_loads_an_implementation_from_a_file_path():
 @pytest.mark.parametrize("source, message", [
     (None, "no such file"),
     ("raise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
+    ("def norm(x) return x\n", "importing it failed: SyntaxError"),
+    ("import sys\nsys.exit(3)\n", r"importing it called sys.exit\(3\)"),
     ("def norm(x): return x\n", "does not expose GPTConfig, GPT, apply_rotary_emb"),
-])
+], ids=["missing-file", "raises-at-import", "syntax-error", "calls-sys-exit", "lacks-the-contract-names"])
 def test_unusable_implementations_are_refused_with_the_reason(tmp_path, source, message):
-    """A missing file, a module that fails to import, or one without the contract's names is a ContractError."""
+    """A missing file, a module that fails to import (an error, a syntax error, sys.exit), or one without the
+    contract's names is a ContractError that says which, never a crash of the run."""
     path = tmp_path / "impl.py"
     if source is not None:
         path.write_text(source)
@@ -47,10 +50,69 @@ def test_unusable_implementations_are_refused_with_the_reason(tmp_path, source, 
         load_implementation(str(path))
 
 
-def test_unknown_module_name_is_refused():
-    """A dotted name that does not import is a ContractError naming it."""
-    with pytest.raises(ContractError, match="'no_such_module_xyz': no importable module"):
-        load_implementation("no_such_module_xyz")
+@pytest.mark.parametrize("spec, message", [
+    ("", "empty"),
+    (".hidden", "no such file"),
+    ("no_such_module_xyz", "'no_such_module_xyz': no importable module"),
+    ("not a module", "not a dotted module name"),
+], ids=["empty", "dot-hidden", "unknown-module", "spaces"])
+def test_bad_names_are_refused_with_the_reason(spec, message):
+    """An empty value, a hidden-file name, an unknown or malformed module name is a ContractError naming it."""
+    with pytest.raises(ContractError, match=message):
+        load_implementation(spec)
+
+
+def test_a_directory_without_a_gpt_py_is_no_such_file(tmp_path):
+    """A folder is accepted only as a nanochat checkout (holding nanochat/gpt.py); any other folder is no such file."""
+    with pytest.raises(ContractError, match="no such file: that is a directory without nanochat/gpt.py"):
+        load_implementation(str(tmp_path))
+
+
+def fake_checkout(root, marker):
+    """A tiny nanochat checkout whose gpt.py imports its own package's modules, warns at import, and has an
+    engine.py whose KVCache sits next to an import that must never run."""
+    package = root / "nanochat"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "common.py").write_text(f"import warnings\nwarnings.warn('old', DeprecationWarning)\nMARKER = {marker!r}\n")
+    (package / "gpt.py").write_text(
+        "from nanochat.common import MARKER\n"
+        "from nanochat.parts import GPTConfig, GPT, norm, apply_rotary_emb\n")
+    (package / "parts.py").write_text("class GPTConfig: pass\nclass GPT: pass\n"
+                                      "def norm(x): return x\ndef apply_rotary_emb(x, cos, sin): return x\n")
+    (package / "engine.py").write_text(
+        "import torch\nfrom nanochat.tokenizer_that_does_not_exist import Tokenizer\n\n"
+        "class KVCache:\n    def __init__(self, batch_size, num_heads, seq_len, head_dim, num_layers):\n"
+        "        self.where = torch.zeros(1)\n        self.marker = " + repr(marker) + "\n")
+    return root
+
+
+def test_a_checkout_loads_with_its_own_package_and_two_stay_apart(tmp_path):
+    """A checkout's `from nanochat.X import` resolve to its own modules, never this project's (which stays
+    importable), its import-time warnings do not fail the run, and two checkouts in one process stay apart."""
+    broken = fake_checkout(tmp_path / "broken", "none")
+    (broken / "nanochat" / "gpt.py").write_text("from nanochat.architecture import load_card\n")  # ours, not its
+    with pytest.raises(ContractError, match="No module named 'nanochat.architecture'"):
+        load_implementation(str(broken))
+    import nanochat.engine
+    a = load_implementation(str(fake_checkout(tmp_path / "a", "first")))
+    b = load_implementation(str(fake_checkout(tmp_path / "b", "second") / "nanochat" / "gpt.py"))
+    assert (a.MARKER, b.MARKER) == ("first", "second")
+    assert a.GPT is not b.GPT
+    import nanochat.gpt
+    assert nanochat.gpt.__file__.endswith(str(Path("nanochat") / "gpt.py")) and hasattr(nanochat.gpt, "FlashKVCache")
+    assert nanochat.engine.KVCache.__module__ == "nanochat.engine"
+
+
+def test_a_checkouts_own_kv_cache_is_read_out_of_its_engine_without_running_the_rest(tmp_path):
+    """The cache adapter takes engine.KVCache of the implementation's package, defined with only the imports it
+    uses (the engine's import of a tokenizer never runs), and this project's cache otherwise."""
+    from nanochat.contract import CacheAdapter
+    from nanochat.engine import KVCache
+    impl = load_implementation(str(fake_checkout(tmp_path / "c", "third")))
+    cache = CacheAdapter.of(impl).new(1, 2, 4, 8, 1)
+    assert cache.marker == "third" and cache.where.shape == (1,)
+    assert CacheAdapter.of(load_implementation(str(REFERENCE))).cls is KVCache
 
 
 @pytest.fixture

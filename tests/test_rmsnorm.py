@@ -44,7 +44,7 @@ class TestNormFunction:
         x = with_rms(random_x((4,), dim, seed), 1.0)
         torch.testing.assert_close(impl.norm(c * x), impl.norm(x), **TOL)
 
-    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
     def test_epsilon_is_negligible(self, impl, dtype):
         """The eps in sqrt(mean(x**2) + eps) is machine-epsilon small (<= 5e-7), not a 1e-5 or 1e-2 fudge."""
         r = 1e-2
