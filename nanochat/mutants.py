@@ -666,5 +666,8 @@ MUTANTS = (
       equivalent=True),
 )
 
+from nanochat.mutants_blind import ROUND_1  # noqa: E402 - the blind rounds build on M above
+
+MUTANTS = MUTANTS + ROUND_1
 BY_NAME = {m.name: m for m in MUTANTS}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

@@ -130,10 +130,11 @@ def apply_mutant(mutant, source, card=None):
 def write_copy(workdir, name, text, source_path):
     """The file a mutated (or the control) source runs from. A source inside a package folder (a
     nanochat checkout's nanochat/gpt.py) gets a package folder of its own, in which every other module
-    is a link to the original, so that its `from nanochat.X import ...` still resolve."""
+    is a link to the original, so that its `from nanochat.X import ...` still resolve. A copy of this
+    project's own gpt.py stays a plain file: its imports are of the installed package."""
     package = source_path.parent
-    if not (package / "__init__.py").is_file():
-        copy = workdir / f"{name}.py"
+    if source_path == OWN_IMPL or not (package / "__init__.py").is_file():
+        copy = workdir / f"{name}.py"  # this project's gpt.py imports its package as installed
     else:
         folder = workdir / name / package.name
         folder.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,7 @@ def test_random_groups_are_independent_of_every_other_parameter(initialised, arc
     size equal or correlated beyond chance (|r| < max(0.2, 5/sqrt(n))): a re-seeded generator makes two equal."""
     group = random_group
     groups = parameter_groups(initialised)
-    others = [(n, p) for g, ps in groups.items() for n, p in ps if arch.init_rule(g).dist in RANDOM]
+    others = [(n, p) for g, ps in groups.items() if g in INIT_KEYS for n, p in ps if arch.init_rule(g).dist in RANDOM]
     for name, p in groups[group]:
         x = p.detach().double().flatten()
         rows = p.detach().reshape(p.shape[0], -1)
@@ -135,3 +135,10 @@ def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_confi
     for name, p in params:
         assert p.device.type == "cpu" and p.dtype == torch.float32, f"{name}: {p.device} {p.dtype}"
         assert torch.isfinite(p).all(), f"{name} still holds NaN after init_weights()"
+
+
+@pytest.mark.component("gradients.backward")
+def test_every_parameter_has_an_init_rule_in_the_card(initialised):
+    """Every parameter belongs to a group the card's [init] rules cover: a parameter added without declaring its
+    init would escape every check of its distribution (and of its gradient flow)."""
+    assert [g for g in parameter_groups(initialised) if g.startswith("unknown")] == []

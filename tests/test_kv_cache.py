@@ -77,6 +77,9 @@ def test_cache_decodes_to_its_length_and_grows_if_the_card_says_so(model, idx, c
         out = decode(model, idx, [3] + [1] * 13, cache)
         assert caches.pos(cache) == 16 and caches.tensors(cache)[0].size(3) >= 16
         torch.testing.assert_close(out, model(idx), rtol=1e-5, atol=1e-5)
+        # and in one step by more than double: a chunk of 12 after 1 in a cache sized for 2
+        cache = new_cache(config, seq_len=2)
+        torch.testing.assert_close(decode(model, idx, [1, 12], cache), model(idx[:, :13]), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

@@ -76,3 +76,18 @@ def test_decoding_with_a_cache_carries_the_previous_embedding(smear_model, idx, 
             out.append(smear_model(idx[:, t:t + size], kv_cache=cache))
             t += size
         torch.testing.assert_close(torch.cat(out, dim=1), smear_model(idx), rtol=1e-5, atol=1e-5, msg=str(sizes))
+
+
+@pytest.mark.component("smear.causality")
+def test_a_reset_cache_forgets_the_previous_sequences_last_embedding(smear_model, idx, new_cache):
+    """After reset() the first position of a new sequence has no predecessor: the cache does not smear the last
+    sequence's final embedding into it (a reused cache gives a fresh cache's logits)."""
+    cache = new_cache(smear_model.config)
+    smear_model(idx[:, :9], kv_cache=cache)
+    cache.reset()
+    other = idx.flip(1)
+    reused = torch.cat([smear_model(other[:, :4], kv_cache=cache), smear_model(other[:, 4:5], kv_cache=cache)], dim=1)
+    fresh_cache = new_cache(smear_model.config)
+    fresh = torch.cat([smear_model(other[:, :4], kv_cache=fresh_cache), smear_model(other[:, 4:5], kv_cache=fresh_cache)],
+                      dim=1)
+    torch.testing.assert_close(reused, fresh, rtol=0, atol=0)

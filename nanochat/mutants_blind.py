@@ -1,0 +1,216 @@
+"""
+The blind rounds of the mutant catalog: mutants written by reviewers who had not read the suite, from
+nanochat/gpt.py, the README's architecture and the bug classes of real GPT code alone (issue: "Catch
+the bugs real GPT code ships"). What survived a round showed what to test; the suite was then
+strengthened until the round's survivors were killed, and every round's mutants stay in the catalog
+(nanochat/mutants.py adds them to MUTANTS) so that the suite keeps killing them.
+
+Round 1: 71 mutants, 67 killed at first; the 4 survivors (a chunk longer than twice the KV cache's
+capacity, a reset cache keeping the smear's last embedding, a mask and the rotary tables made without
+device=) led to tests/test_kv_cache.py's oversized chunk, tests/test_smear.py's reset test and
+tests/test_devices.py.
+"""
+
+from nanochat.mutants import M
+
+
+_SOFTCAP_OLD = ("        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax\n"
+                "        # soft cap (Gemma 2, Team et al. 2024): smooth, and |logit| < 15 whatever the activations\n"
+                "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n")
+
+ROUND_1 = (
+    # ---- bfloat16 / precision -------------------------------------------------------------------
+    M("softcap_before_f32_cast", "lm_head.untied_softcap",
+      "softcap computed in the activation dtype (bf16 under autocast), then cast to float32",
+      (_SOFTCAP_OLD,
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n"
+       "        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))\n")),
+    M("logits_f32_only_for_loss", "lm_head.untied_softcap",
+      "logits cast to float32 only when targets are given: inference logits stay bf16",
+      ("logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax",
+       "logits = logits if targets is None else logits.float()")),
+    M("rmsnorm_bf16_eps", "rmsnorm", "RMSNorm uses bfloat16's eps (2**-7) whatever the dtype",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.bfloat16).eps)")),
+    M("rmsnorm_eps_1e5", "rmsnorm", "RMSNorm with LLaMA's eps=1e-5 instead of finfo(dtype).eps",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=1e-5)")),
+    M("rmsnorm_in_bf16", "rmsnorm", "RMSNorm computed in bfloat16 and cast back",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x.bfloat16(), (x.size(-1),)).to(x.dtype)")),
+    M("rope_positions_bf16", "rope.rotary", "rotary positions rounded to bf16 (exact only up to 256)",
+      ("t = torch.arange(seq_len, dtype=torch.float32, device=device)",
+       "t = torch.arange(seq_len, dtype=torch.float32, device=device).bfloat16().float()")),
+    M("rope_positions_fp16", "rope.rotary", "rotary positions rounded to fp16 (exact only up to 2048)",
+      ("t = torch.arange(seq_len, dtype=torch.float32, device=device)",
+       "t = torch.arange(seq_len, dtype=torch.float32, device=device).half().float()")),
+    M("rope_inv_freq_bf16", "rope.rotary", "rotary inverse frequencies rounded to bf16",
+      ("inv_freq = 1.0 / (base ** (channels / head_dim))",
+       "inv_freq = (1.0 / (base ** (channels / head_dim))).bfloat16().float()")),
+    M("rope_base_bf16_rounded", "rope.rotary", "RoPE base 10000 rounded to its bf16 value 9984",
+      ("ROPE_BASE = 10000  #", "ROPE_BASE = 9984  #")),
+    M("rope_compute_in_bf16", "rope.rotary", "rotation computed in the tables' bf16 even for float32 q, k",
+      ("x1, x2 = x[..., :d], x[..., d:]", "x1, x2 = x[..., :d].to(cos.dtype), x[..., d:].to(cos.dtype)")),
+    M("rope_direction_flipped", "rope.rotary", "pairs rotated by +t*theta instead of -t*theta",
+      ("    y1 = x1 * cos + x2 * sin\n    y2 = x1 * (-sin) + x2 * cos\n",
+       "    y1 = x1 * cos - x2 * sin\n    y2 = x1 * sin + x2 * cos\n")),
+    M("rope_freq_head_dim_64", "rope.rotary", "frequencies use a hard-coded head_dim of 64",
+      ("inv_freq = 1.0 / (base ** (channels / head_dim))", "inv_freq = 1.0 / (base ** (channels / 64))")),
+    # ---- rotary tables, init, device ------------------------------------------------------------
+    M("rotary_init_seq_len", "rope.rotary", "init_weights rebuilds the tables for sequence_len, not 10x",
+      ("self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,",
+       "self.cos, self.sin = precompute_rotary(self.config.sequence_len, self.config.head_dim,")),
+    M("rotary_not_rebuilt_in_init", "rope.rotary", "init_weights does not recompute the rotary tables (garbage after to_empty)",
+      ("        self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,\n"
+       "                                               device=self.lm_head.weight.device)\n", "")),
+    M("rotary_init_no_device", "rope.rotary", "init_weights rebuilds the tables on the default device (CPU)",
+      ("self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,\n"
+       "                                               device=self.lm_head.weight.device)",
+       "self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim)")),
+    M("mask_no_device", "attention.causal_mask", "attention_mask builds its positions on the CPU",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]\n    k_pos = torch.arange(Tk, device=device)[None, :]",
+       "q_pos = torch.arange(Tk - Tq, Tk)[:, None]\n    k_pos = torch.arange(Tk)[None, :]")),
+    # ---- attention -------------------------------------------------------------------------------
+    M("gqa_tile", "attention.gqa", "kv heads tiled (repeat): query head h reads kv head h % n_kv_head",
+      ("gqa = self.n_kv_head != self.n_head\n",
+       "gqa = False\n        if self.n_kv_head != self.n_head:\n"
+       "            k, v = (t.repeat(1, self.n_head // self.n_kv_head, 1, 1) for t in (k, v))\n")),
+    M("gqa_div_by_n_kv_head", "attention.gqa", "query head h reads kv head h // n_kv_head (right for 4:2 only)",
+      ("gqa = self.n_kv_head != self.n_head\n",
+       "gqa = False\n        if self.n_kv_head != self.n_head:\n"
+       "            idx = torch.arange(self.n_head, device=k.device) // self.n_kv_head\n"
+       "            k, v = k[:, idx], v[:, idx]\n")),
+    M("chunk_topleft_causal", "inference.kv_cache", "a multi-token chunk after a prefix uses SDPA's top-left is_causal",
+      ("if Tq == Tk and (self.window is None", "if Tq > 1 and (self.window is None")),
+    M("window_mask_off_by_one", "sliding_window.keys", "a query sees only W-1 keys before it",
+      ("mask = mask & (q_pos - k_pos <= window)", "mask = mask & (q_pos - k_pos < window)")),
+    M("window_fastpath_off_by_one", "sliding_window.keys", "full-causal fast path taken when window == T-2",
+      ("self.window >= Tk - 1)", "self.window >= Tk - 2)")),
+    M("window_ignored_single_token", "sliding_window.decoding", "single-token decoding attends to the whole cache, ignoring the window",
+      ("if Tq == Tk and (self.window is None", "if Tq == 1 or Tq == Tk and (self.window is None"),
+      ("is_causal=True, enable_gqa=gqa)", "is_causal=Tq == Tk, enable_gqa=gqa)")),
+    M("window_last_layer_not_long", "sliding_window.window_sizes", "the last layer follows the pattern instead of always L",
+      ("        sizes[-1] = long\n", "")),
+    M("window_short_no_tile", "sliding_window.window_sizes", "S = sequence_len // 4, not rounded up to a multiple of 128",
+      ("-(-self.sequence_len // 4 // 128) * 128", "self.sequence_len // 4")),
+    # ---- MLP ------------------------------------------------------------------------------------
+    M("mlp_leaky_relu2", "mlp.relu2", "leaky_relu (slope 0.01) squared instead of relu squared",
+      ("x = F.relu(x).square()", "x = F.leaky_relu(x).square()")),
+    M("mlp_fc_bias", "mlp.fc", "c_fc has a bias (left at PyTorch's default init)",
+      ("self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)",
+       "self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=True)")),
+    # ---- init ------------------------------------------------------------------------------------
+    M("init_uniform_linear", "gradients.backward", "linear weights uniform with the right std instead of normal",
+      ("nn.init.normal_(module.weight, mean=0.0, std=std)",
+       "nn.init.uniform_(module.weight, -std * math.sqrt(3.0), std * math.sqrt(3.0))")),
+    M("init_no_narrow_shrink", "gradients.backward", "linear std 1/sqrt(fan_in) without the min(1, sqrt(fan_out/fan_in)) factor",
+      ("std = 1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in))", "std = 1.0 / math.sqrt(fan_in)")),
+    M("init_fan_swapped", "gradients.backward", "fan_in and fan_out read from the weight shape the wrong way round",
+      ("fan_out, fan_in = module.weight.shape", "fan_in, fan_out = module.weight.shape")),
+    M("init_mlp_c_proj_not_zero", "gradients.backward", "only attn.c_proj is zeroed; mlp.c_proj keeps its normal init",
+      ("            nn.init.zeros_(block.mlp.c_proj.weight)\n", "")),
+    M("init_reseeded_equal", "gradients.backward", "each linear weight re-seeded with seed 0: same-shape weights equal, global RNG reset",
+      ("nn.init.normal_(module.weight, mean=0.0, std=std)",
+       "torch.manual_seed(0)\n                nn.init.normal_(module.weight, mean=0.0, std=std)")),
+    M("init_wte_uniform", "embedding.wte", "token embedding uniform(-sqrt3, sqrt3) (std 1) instead of normal",
+      ("nn.init.normal_(module.weight, mean=0.0, std=1.0)", "nn.init.uniform_(module.weight, -math.sqrt(3.0), math.sqrt(3.0))")),
+    M("ve_init_skipped", "value_embeddings.mixing", "value embeddings keep the N(0, 1) embedding init, not U with std 1/sqrt(n_embd)",
+      ("        for ve in getattr(self, \"value_embeds\", {}).values():\n            nn.init.uniform_(ve.weight, -s, s)\n", "")),
+    M("ve_gate_init_skipped", "value_embeddings.gate", "ve_gate keeps the normal linear init, not U(0, 0.02)",
+      ("                nn.init.uniform_(block.attn.ve_gate.weight, 0.0, 0.02)\n", "                pass\n")),
+    M("smear_lambda_not_reinit", "smear.mixing", "init_weights does not reset smear_lambda (garbage after to_empty)",
+      ("            nn.init.zeros_(self.smear_lambda)  # smear starts off\n", "")),
+    M("lambdas_schedule_over_n_layer", "lambdas.init", "lambda schedule frac = i / n_layer (never reaches the end values)",
+      ("frac = i / max(c.n_layer - 1, 1)", "frac = i / c.n_layer")),
+    M("x0_schedule_reversed", "lambdas.init", "x0 lambdas run 0.05 -> 0.20 instead of 0.20 -> 0.05",
+      ("self.x0_lambdas[i] = 0.20 - 0.15 * frac", "self.x0_lambdas[i] = 0.05 + 0.15 * frac")),
+    # ---- modern components -----------------------------------------------------------------------
+    M("lambdas_after_block", "lambdas.application", "lambdas applied after each block instead of before",
+      ("            if self.config.lambdas:\n                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n"
+       "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n",
+       "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n"
+       "            if self.config.lambdas:\n                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n")),
+    M("x0_before_smear", "lambdas.application", "x0 is the embedding before the smear, not after",
+      ("x0, x_mid = x, None", "x0, x_mid = embedded, None")),
+    M("x0_detached", "lambdas.application", "x0 detached: no gradient reaches wte through the x0 path",
+      ("x0, x_mid = x, None", "x0, x_mid = x.detach(), None")),
+    M("smear_uses_next", "smear.causality", "smear mixes in the next position's embedding (not causal)",
+      append=("\n\ndef _smear_next(self, x, last=None):\n"
+              "    gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, :-1, :SMEAR_CHANNELS]))\n"
+              "    return torch.cat([x[:, :-1] + gate * x[:, 1:], x[:, -1:]], dim=1)\n\n\n"
+              "GPT._smear = _smear_next\n")),
+    M("smear_gate_reads_prev", "smear.mixing", "the smear gate reads the previous position's channels, not the current one's",
+      ("self.smear_gate(x[:, first:, :SMEAR_CHANNELS])", "self.smear_gate(prev[..., :SMEAR_CHANNELS])")),
+    M("smear_cache_carries_smeared", "smear.mixing", "the KV cache carries the smeared embedding to the next chunk",
+      ("        embedded = x\n        if self.config.smear:\n            x = self._smear(x, getattr(kv_cache, \"prev_embedding\", None))\n",
+       "        if self.config.smear:\n            x = self._smear(x, getattr(kv_cache, \"prev_embedding\", None))\n        embedded = x\n")),
+    M("kv_reset_keeps_prev_embedding", "smear.mixing", "KVCache.reset leaves prev_embedding, so a reused cache smears the old last token",
+      append="\n\ndef _reset(self):\n    self.pos = 0\n\n\nKVCache.reset = _reset\n"),
+    M("backout_sign", "backout.subtraction", "backout adds the mid-stack residual instead of subtracting it",
+      ("x = x - self.backout_lambda * x_mid", "x = x + self.backout_lambda * x_mid")),
+    M("backout_layer_off_by_one", "backout.subtraction", "x_mid taken after block n_layer//2 - 1",
+      ("if i == self.config.n_layer // 2:", "if i == self.config.n_layer // 2 - 1:")),
+    M("ve_gate_last_channels", "value_embeddings.gate", "the ve gate reads the last 12 channels",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., -VE_GATE_CHANNELS:])")),
+    M("ve_gate_scale_2_b1", "value_embeddings.gate", "gate = 2 * sigmoid(...) instead of 3 * sigmoid(...)",
+      ("VE_GATE_CHANNELS, VE_GATE_SCALE = 12, 3.0", "VE_GATE_CHANNELS, VE_GATE_SCALE = 12, 2.0")),
+    M("ve_layers_even", "value_embeddings.layers", "value embeddings on even layers; the last one may lack one",
+      ("layer_idx % 2 == (self.n_layer - 1) % 2", "layer_idx % 2 == 0")),
+    M("padded_logits_not_sliced_b1", "padded_vocab.logits", "logits keep the padded rows",
+      ("logits = self.lm_head(x)[..., :self.config.vocab_size]", "logits = self.lm_head(x)")),
+    M("padded_vocab_extra_block", "padded_vocab.parameters", "padding adds a whole block even when vocab_size is a multiple",
+      ("return -(-self.vocab_size // self.pad_vocab_size_to) * self.pad_vocab_size_to",
+       "return (self.vocab_size // self.pad_vocab_size_to + 1) * self.pad_vocab_size_to if self.pad_vocab_size_to > 1 else self.vocab_size")),
+    # ---- loss ------------------------------------------------------------------------------------
+    M("loss_mean_counts_ignored_b1", "loss.cross_entropy", "mean divides by every target, ignored ones included",
+      ("return losses.sum() / (targets != -1).sum().clamp(min=1)", "return losses.sum() / targets.numel()")),
+    M("loss_all_ignored_nan", "loss.cross_entropy", "mean is 0/0 = NaN when every target is ignored",
+      ("(targets != -1).sum().clamp(min=1)", "(targets != -1).sum()")),
+    # ---- sampling --------------------------------------------------------------------------------
+    M("topk_keeps_k_plus_one", "inference.generate", "top-k keeps k+1 tokens",
+      ("torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, min(top_k + 1, logits.size(-1)))")),
+    M("topk_strict_keeps_fewer", "inference.generate", "top-k masks logits <= the k-th, keeping k-1",
+      ("logits.masked_fill(logits < kth,", "logits.masked_fill(logits <= kth,")),
+    M("temperature_twice", "inference.generate", "temperature divided in again inside the softmax",
+      ("F.softmax(logits, dim=-1), num_samples=1", "F.softmax(logits / temperature, dim=-1), num_samples=1")),
+    M("topk_over_vocab_crash", "inference.generate", "top_k > vocab_size crashes torch.topk",
+      ("torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, top_k)")),
+    M("sampling_global_rng", "inference.generate", "multinomial draws from torch's global RNG, not the seeded generator",
+      ("num_samples=1, generator=rng)", "num_samples=1)")),
+    M("default_seed_0", "inference.generate", "generate's default seed changed from 42 to 0",
+      ("top_k=None, seed=42):", "top_k=None, seed=0):")),
+    M("topk_zero_crash", "inference.generate", "top_k=0 treated as a filter of 0 tokens (crash)",
+      ("if top_k:  #", "if top_k is not None:  #")),
+    M("generate_fits_off_by_one", "contract.validation", "generate rejects prompt + max_tokens == rotary length",
+      ("if len(tokens) + max_tokens > self.rotary_seq_len:", "if len(tokens) + max_tokens >= self.rotary_seq_len:")),
+    # ---- validation and defaults ----------------------------------------------------------------
+    M("check_rotary_off_by_one", "contract.validation", "forward rejects T0 + T == rotary length",
+      ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T0 + T >= self.rotary_seq_len:")),
+    M("targets_allow_minus2", "contract.validation", "targets of -2 pass validation (then crash inside cross_entropy)",
+      ("if lo < -1 or hi >= V:", "if lo < -2 or hi >= V:")),
+    M("ids_allow_vocab_size", "contract.validation", "token id == vocab_size passes validation",
+      ("if lo < 0 or hi >= V:", "if lo < 0 or hi > V:")),
+    M("validate_n_embd_even", "contract.validation", "evenness checked on n_embd instead of head_dim",
+      ("if self.head_dim % 2 != 0:", "if self.n_embd % 2 != 0:")),
+    M("validate_gate_channels_boundary", "contract.validation", "n_embd == 12 (ve) / 24 (smear) rejected",
+      ("if getattr(self, name) and self.n_embd < channels:", "if getattr(self, name) and self.n_embd <= channels:")),
+    M("config_default_vocab_50257", "contract.validation", "GPTConfig default vocab_size is GPT-2's 50257",
+      ("vocab_size: int = 50304", "vocab_size: int = 50257")),
+    # ---- KV caches -------------------------------------------------------------------------------
+    M("kv_grow_only_doubles", "inference.kv_cache", "KVCache._grow doubles without checking what is needed",
+      append=("\n\ndef _grow(self, needed):\n"
+              "    capacity = 2 * self.kv_cache.size(4)\n"
+              "    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim,\n"
+              "                        dtype=self.kv_cache.dtype, device=self.kv_cache.device)\n"
+              "    grown[..., :self.kv_cache.size(4), :] = self.kv_cache\n"
+              "    self.kv_cache = grown\n\n\nKVCache._grow = _grow\n")),
+    M("kv_storage_bf16", "inference.kv_cache", "KVCache stores keys and values rounded to bf16",
+      append=("\n\n_orig_insert_kv = KVCache.insert_kv\n\n\n"
+              "def _insert_kv(self, layer_idx, k, v):\n"
+              "    return _orig_insert_kv(self, layer_idx, k.bfloat16().to(k.dtype), v.bfloat16().to(v.dtype))\n\n\n"
+              "KVCache.insert_kv = _insert_kv\n")),
+    M("flash_advance_absolute", "flash_cache.layout", "FlashKVCache advanced by the end position, not the chunk length",
+      ("kv_cache.advance(t1 - t0)", "kv_cache.advance(t1)")),
+    M("flops_count_embedding", "scaling.parameter_count", "estimate_flops counts every parameter, the embedding included",
+      ("n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))",
+       "n_matmul = sum(p.numel() for p in self.parameters())")),
+)
