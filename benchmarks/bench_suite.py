@@ -6,8 +6,12 @@ and in random order. Speed is measured here, never by a timed assertion inside a
     python benchmarks/bench_suite.py --repeat 3 --json /tmp/suite.json
 
 Modes: `pytest -q` as a user runs it (line coverage on), `pytest -q -n 2`, and, when pytest-randomly
-is installed, `pytest -q -p randomly` with a few seeds. Each run writes its outcomes to a temporary
-file; the script checks that every mode had the same set of passing tests.
+is installed (the test extra has it; the suite loads it only when asked), `pytest -q -p randomly` with
+a few seeds. Each run writes its outcomes to a temporary file; the script checks that every mode had
+the same set of passing tests.
+
+Machines differ by several times in speed: the script first times a fixed pure-Python loop (10 million
+additions) and prints it, so that suite times from two machines can be compared.
 """
 
 import argparse
@@ -48,6 +52,15 @@ def run(args, tmp, name):
     return seconds, proc.returncode, counts, passed
 
 
+def calibrate():
+    """Seconds for a fixed pure-Python loop: the machine's speed, to compare suite times across machines."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2)
@@ -57,8 +70,10 @@ def main():
     modes = {"serial": ["-p", "no:randomly"], "xdist -n 2": ["-p", "no:randomly", "-n", "2"]}
     if importlib.util.find_spec("pytest_randomly"):
         for seed in (1, 2, 3):
-            modes[f"random order (seed {seed})"] = [f"--randomly-seed={seed}"]
-    results, reference = {}, None
+            modes[f"random order (seed {seed})"] = ["-p", "randomly", f"--randomly-seed={seed}"]
+    calibration = calibrate()
+    print(f"calibration: 10 million Python additions in {calibration:.2f} s (a 2024 laptop core: about 0.5 s)")
+    results, reference = {"calibration_s": calibration}, None
     with tempfile.TemporaryDirectory() as tmp:
         for mode, extra in modes.items():
             times = []
@@ -74,6 +89,8 @@ def main():
             results[mode] = {"median_s": statistics.median(times), "runs_s": times, "tests": sum(counts.values())}
     print()
     for mode, r in results.items():
+        if mode == "calibration_s":
+            continue
         print(f"{mode:28s} median {r['median_s']:6.1f} s over {len(r['runs_s'])} run(s), {r['tests']} tests")
     print(f"cpus: {os.cpu_count()}")
     if args.json:

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from nanochat import mutation
+from nanochat.architecture import load_card
 from nanochat.components import COMPONENTS, expand
 from nanochat.mutants import MUTANTS, NAME_PATTERN, M, NotApplicable
 
@@ -179,7 +180,9 @@ def test_runner_maps_each_run_to_its_mutant_status():
 def test_text_mutants_are_not_applicable_to_another_implementation(tmp_path):
     """On an implementation without the target text an edit mutant is not_applicable; an override still runs."""
     other = tmp_path / "other_gpt.py"
-    other.write_text(OWN_SOURCE.replace("ROPE_BASE = 10000", "ROPE_BASE = 10_000"))
+    base = f"ROPE_BASE = {load_card().rope_base:g}"
+    assert OWN_SOURCE.count(base) == 1
+    other.write_text(OWN_SOURCE.replace(base, base.replace(" = ", " = 0 + ")))
     by_name = {m.name: m for m in MUTANTS}
     results = mutation.run_catalog([by_name["rope_base_500k"], by_name["rmsnorm_identity"]], str(other),
                                    runner=scripted({}))

@@ -41,6 +41,9 @@ TINY_CLI = ["--depth", "1", "--vocab-size", "256", "--seq-len", "16", "--batch-s
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # an ANSI colour/style sequence
 
 
+RATIO = load_card().mlp_ratio  # the card's MLP width
+
+
 def expected_shapes(B, T, C, V, L, H, HKV):
     """Sub-component ID -> {cached name: shape} that shows it, for a model of these sizes."""
     D = C // H
@@ -59,8 +62,8 @@ def expected_shapes(B, T, C, V, L, H, HKV):
         "attention.output_projection": {"attn.output": btc},
         "rmsnorm.pre_attention": {"attn.input": btc},
         "rmsnorm.pre_mlp": {"mlp.input": btc},
-        "mlp.fc": {"mlp.fc": (B, T, 4 * C)},
-        "mlp.relu2": {"mlp.act": (B, T, 4 * C)},
+        "mlp.fc": {"mlp.fc": (B, T, RATIO * C)},
+        "mlp.relu2": {"mlp.act": (B, T, RATIO * C)},
         "mlp.projection": {"mlp.output": btc},
     }
     shapes = {sub: {f"transformer.h.{i}.{name}": shape for i in range(L) for name, shape in names.items()}
