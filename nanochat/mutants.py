@@ -539,6 +539,20 @@ MUTANTS = (
     M("softcap_x_tanh_x", "lm_head.untied_softcap",
       "x * tanh(x / cap) instead of cap * tanh(x / cap): no cap at all (real bug 29: unsloth-zoo PR 593)",
       ("logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)", "logits = logits * torch.tanh(logits / LOGIT_SOFTCAP)")),
+    M("init_weights_ties_the_head", "lm_head.untied_softcap",
+      "init_weights (the meta-device materialisation path) ties lm_head to wte (real bug 33: LLMs-from-scratch "
+      "PR 826, NeMo Automodel PR 2511)",
+      append="""
+        _mutant_init_weights = GPT.init_weights
+
+
+        def _tying_init_weights(self):
+            _mutant_init_weights(self)
+            self.lm_head.weight = self.transformer.wte.weight
+
+
+        GPT.init_weights = _tying_init_weights
+        """),
     M("load_ties_the_head_to_the_embedding", "lm_head.untied_softcap",
       "loading a state dict overwrites lm_head with the embedding (real bug 32: transformers PR 43429)",
       append=_init_override("""self.register_load_state_dict_post_hook(

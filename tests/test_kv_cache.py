@@ -54,32 +54,44 @@ def test_any_split_into_chunks_equals_the_full_forward(model, idx, config, new_c
 
 
 @pytest.mark.component("rope.rotary", "attention.rope")
-def test_rope_offset_follows_the_cache_position(model, idx, config, run_traced, new_cache, caches):
-    """A token decoded at cache position p is rotated by the angle of position p, not position 0."""
-    cache = new_cache(config)
-    model(idx[:, :7], kv_cache=cache)
-    assert caches.pos(cache) == 7
-    traced = run_traced(model, idx[:, 7:8], kv_cache=cache)
+@pytest.mark.parametrize("where", ["early", "middle", "last"])
+def test_rope_offset_follows_the_cache_position(model, config, run_traced, new_cache, caches, where):
+    """A token decoded at cache position p is rotated by the angle of position p, not position 0, anywhere in the
+    rotary table: after 7 tokens, half-way, and at its last position."""
+    limit = model.cos.size(1)
+    p = {"early": 7, "middle": limit // 2, "last": limit - 1}[where]
+    idx = torch.randint(0, config.vocab_size, (1, p + 1), generator=torch.Generator().manual_seed(4))
+    cache = new_cache(config, batch_size=1, seq_len=p + 1)
+    model(idx[:, :p], kv_cache=cache)
+    assert caches.pos(cache) == p
+    traced = run_traced(model, idx[:, p:p + 1], kv_cache=cache)
     q, q_rope = traced["transformer.h.0.attn.q"], traced["transformer.h.0.attn.q_rope"]
-    torch.testing.assert_close(q_rope.double(), rope_complex(q, model.cos[:, 7:8], model.sin[:, 7:8]),
+    torch.testing.assert_close(q_rope.double(), rope_complex(q, model.cos[:, p:p + 1], model.sin[:, p:p + 1]),
                                rtol=1e-4, atol=1e-5)
     assert (q_rope.double() - rope_complex(q, model.cos[:, :1], model.sin[:, :1])).abs().max() > 1e-3
 
 
-def test_cache_decodes_to_its_length_and_grows_if_the_card_says_so(model, idx, config, new_cache, caches, arch):
-    """A cache fills to exactly its length with the full forward's logits; a cache sized for 2 positions keeps
-    working for 16 where the card says caches grow (nanochat 92d63d4's are allocated once)."""
+def test_a_cache_decodes_to_exactly_its_length(model, idx, config, new_cache, caches):
+    """A cache sized for the whole sequence fills to exactly its length with the full forward's logits."""
     cache = new_cache(config, seq_len=16)
     torch.testing.assert_close(decode(model, idx, [3] + [1] * 13, cache), model(idx), rtol=1e-5, atol=1e-5)
     assert caches.pos(cache) == 16
-    if arch.kv_cache_grows:
-        cache = new_cache(config, seq_len=2)
-        out = decode(model, idx, [3] + [1] * 13, cache)
-        assert caches.pos(cache) == 16 and caches.tensors(cache)[0].size(3) >= 16
-        torch.testing.assert_close(out, model(idx), rtol=1e-5, atol=1e-5)
-        # and in one step by more than double: a chunk of 12 after 1 in a cache sized for 2
-        cache = new_cache(config, seq_len=2)
-        torch.testing.assert_close(decode(model, idx, [1, 12], cache), model(idx[:, :13]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunks", [[3] + [1] * 13, [1, 12, 3]], ids=["token-by-token", "a-chunk-of-12-after-1"])
+def test_a_full_cache_grows_and_keeps_every_layers_entries(model, idx, config, new_cache, caches, arch, chunks):
+    """Where the card says caches grow: a cache sized for 2 positions, already written, takes 16, even a chunk of
+    more than twice its size at once, in inference mode as an engine decodes, and every layer keeps what it held
+    (nanochat issue 187: a growth by resize_ reinterprets the memory and scrambles layers > 0)."""
+    if not arch.kv_cache_grows:
+        assert caches.style == "flash"  # the card's reason: a preallocated flash-style cache never grows
+        return
+    cache = new_cache(config, seq_len=2)
+    with torch.inference_mode():
+        out = decode(model, idx, chunks, cache)
+        expected = model(idx)
+    assert caches.pos(cache) == 16 and caches.tensors(cache)[0].size(3) >= 16
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

@@ -134,3 +134,19 @@ def test_a_saved_and_reloaded_model_gives_the_same_logits_with_the_head_untied(m
     torch.testing.assert_close(fresh(idx), source(idx), rtol=0, atol=0)
     assert fresh.lm_head.weight.data_ptr() != fresh.transformer.wte.weight.data_ptr()
     torch.testing.assert_close(fresh.lm_head.weight, source.lm_head.weight, rtol=0, atol=0)
+
+
+def test_a_model_materialised_from_the_meta_device_keeps_its_head_untied(impl, config, idx):
+    """Built on the meta device, materialised with to_empty() and initialised, then trained a step: lm_head and wte
+    are still two tensors (LLMs-from-scratch PR 826: materialising broke the aliasing of a tied model; an untied
+    one must not become aliased either)."""
+    with torch.device("meta"):
+        model = impl.GPT(config)
+    model.to_empty(device="cpu")
+    model.init_weights()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(idx, idx.roll(-1, 1)).backward()
+    optimizer.step()
+    head, wte = model.lm_head.weight, model.transformer.wte.weight
+    assert head.data_ptr() != wte.data_ptr()
+    assert not torch.equal(head[: min(len(head), len(wte))], wte[: min(len(head), len(wte))])
