@@ -36,6 +36,33 @@ class Mutant:
     append: str = ""
     equivalent: bool = False
     own_only: bool = False  # breaks a project extra (generate, ValueErrors) or our engine: not for other implementations
+    needs_cuda: bool = False  # only observable on a CUDA device (e.g. a tensor made on the CPU): not run without one
+
+    def missing_names(self, source):
+        """Top-level names the `append` override uses that neither it nor `source` defines (an override of
+        this project's KVCache means nothing to an implementation without one)."""
+        if not self.append:
+            return []
+        import ast
+        import builtins
+
+        def defined(tree):
+            names = set()
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+                elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            return names
+
+        override = ast.parse(self.append)
+        available = defined(ast.parse(source)) | defined(override) | set(dir(builtins))
+        used = {n.id for stmt in override.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
+                for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        return sorted(used - available)
 
     @property
     def component(self):
@@ -76,8 +103,9 @@ def _code(text):
     return textwrap.dedent(text).lstrip("\n")
 
 
-def M(name, target, description, *edits, append="", equivalent=False, own_only=False):
-    return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent, own_only)
+def M(name, target, description, *edits, append="", equivalent=False, own_only=False, needs_cuda=False):
+    return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent, own_only,
+                  needs_cuda)
 
 
 # -- reusable overrides --------------------------------------------------------------------------
@@ -680,8 +708,8 @@ MUTANTS = (
       equivalent=True),
 )
 
-from nanochat.mutants_blind import ROUND_1  # noqa: E402 - the blind rounds build on M above
+from nanochat.mutants_blind import ROUND_1, ROUND_2  # noqa: E402 - the blind rounds build on M above
 
-MUTANTS = MUTANTS + ROUND_1
+MUTANTS = MUTANTS + ROUND_1 + ROUND_2
 BY_NAME = {m.name: m for m in MUTANTS}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

@@ -9,6 +9,11 @@ Round 1: 71 mutants, 67 killed at first; the 4 survivors (a chunk longer than tw
 capacity, a reset cache keeping the smear's last embedding, a mask and the rotary tables made without
 device=) led to tests/test_kv_cache.py's oversized chunk, tests/test_smear.py's reset test and
 tests/test_devices.py.
+
+Round 2 (a fresh reviewer): 60 mutants, 52 killed at first; the 8 survivors led to tests of float64
+logits, lower-case window patterns, estimate_flops with windows longer than the sequence, ids checked
+against vocab_size (not the padded size) and in every row, loss_reduction='sum', and a growing KV cache
+on the meta device. One is argued in its description: rng_cpu_generator_r2 only shows on a GPU.
 """
 
 from nanochat.mutants import M
@@ -213,4 +218,280 @@ ROUND_1 = (
     M("flops_count_embedding", "scaling.parameter_count", "estimate_flops counts every parameter, the embedding included",
       ("n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))",
        "n_matmul = sum(p.numel() for p in self.parameters())")),
+)
+
+ROUND_2 = (
+    # ---------------- bfloat16 / precision ----------------
+    M("softcap_before_fp32_cast_r2", "lm_head.untied_softcap",
+      "softcap computed in the logits' own dtype (bf16) before the float32 cast",
+      ("        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax\n"
+       "        # soft cap (Gemma 2, Team et al. 2024): smooth, and |logit| < 15 whatever the activations\n"
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n",
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n"
+       "        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax\n")),
+    M("logits_cast_drops_fp64_r2", "lm_head.untied_softcap",
+      "logits always cast to float32, so a float64 model loses its precision",
+      ("logits = logits.to(torch.promote_types(logits.dtype, torch.float32))", "logits = logits.float()")),
+    M("rmsnorm_eps_1e5_r2", "rmsnorm",
+      "RMSNorm with llama's eps=1e-5 instead of the dtype's eps (small-norm inputs no longer unit RMS)",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=1e-5)")),
+    M("rmsnorm_bf16_eps_always_r2", "rmsnorm",
+      "RMSNorm always uses bfloat16's eps (0.0078), also for float32 inputs",
+      ("return F.rms_norm(x, (x.size(-1),))",
+       "return F.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.bfloat16).eps)")),
+    M("rope_positions_bf16_r2", "rope.rotary",
+      "rotary positions rounded to bf16 (positions > 256 collapse onto multiples of 2, 4, ...)",
+      ("    t = torch.arange(seq_len, dtype=torch.float32, device=device)\n",
+       "    t = torch.arange(seq_len, dtype=torch.float32, device=device).bfloat16().float()\n")),
+    M("rope_inv_freq_bf16_r2", "rope.rotary",
+      "inverse frequencies rounded to bf16 before the outer product",
+      ("    inv_freq = 1.0 / (base ** (channels / head_dim))\n",
+       "    inv_freq = (1.0 / (base ** (channels / head_dim))).bfloat16().float()\n")),
+    M("rope_angles_bf16_r2", "rope.rotary",
+      "angles rounded to bf16 before cos/sin (large positions get the wrong angle)",
+      ("cos, sin = freqs.cos().bfloat16(), freqs.sin().bfloat16()",
+       "cos, sin = freqs.bfloat16().cos(), freqs.bfloat16().sin()")),
+    M("rope_base_bf16_r2", "rope.rotary",
+      "the RoPE base rounded to bf16 (10000 -> 9984)",
+      ("    inv_freq = 1.0 / (base ** (channels / head_dim))\n",
+       "    inv_freq = 1.0 / (float(torch.tensor(base, dtype=torch.bfloat16)) ** (channels / head_dim))\n")),
+    M("rope_head_dim_hardcoded_r2", "rope.rotary",
+      "frequencies divide by the default head_dim 128 instead of the configured head_dim",
+      ("    inv_freq = 1.0 / (base ** (channels / head_dim))\n",
+       "    inv_freq = 1.0 / (base ** (channels / 128))\n")),
+    M("rotary_reinit_short_table_r2", "rope.rotary",
+      "init_weights rebuilds the rotary tables for sequence_len positions only (not 10x)",
+      ("        self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,",
+       "        self.cos, self.sin = precompute_rotary(self.config.sequence_len, self.config.head_dim,")),
+    # ---------------- device placement (GPU-only) ----------------
+    M("rotary_reinit_no_device_r2", "rope.rotary",
+      "init_weights rebuilds the rotary tables on the CPU whatever the model's device",
+      ("        self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,\n"
+       "                                               device=self.lm_head.weight.device)\n",
+       "        self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim)\n")),
+    M("mask_no_device_r2", "attention.causal_mask",
+      "attention_mask builds its query positions on the CPU",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]", "q_pos = torch.arange(Tk - Tq, Tk)[:, None]")),
+    M("rng_cpu_generator_r2", "inference.generate",
+      "the sampling generator is created on the CPU whatever the model's device (only a CUDA device shows it: "
+      "torch.multinomial refuses a CPU generator for CUDA probabilities; generate reads values, so no meta run)",
+      ("rng = torch.Generator(device=device).manual_seed(seed)", "rng = torch.Generator().manual_seed(seed)"),
+      needs_cuda=True),
+    M("kv_grow_no_device_r2", "inference.kv_cache",
+      "KVCache._grow allocates the grown buffer on the default device",
+      append=(
+          "def _grow_r2(self, needed):\n"
+          "    capacity = max(needed, 2 * self.kv_cache.size(4))\n"
+          "    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim, dtype=self.kv_cache.dtype)\n"
+          "    grown[..., :self.kv_cache.size(4), :] = self.kv_cache\n"
+          "    self.kv_cache = grown\n\n\n"
+          "KVCache._grow = _grow_r2\n")),
+    # ---------------- GQA ----------------
+    M("gqa_group_vs_kv_confusion_r2", "attention.gqa",
+      "kv head chosen as h // n_kv_head (right for 4:2 only; silently wrong for 6:3, 12:4)",
+      ("        gqa = self.n_kv_head != self.n_head\n",
+       "        gqa = False\n"
+       "        if self.n_kv_head != self.n_head:\n"
+       "            kv_idx = torch.arange(self.n_head, device=q.device) // self.n_kv_head\n"
+       "            k, v = k.index_select(1, kv_idx), v.index_select(1, kv_idx)\n")),
+    # ---------------- sliding window ----------------
+    M("window_cond_off_by_one_r2", "sliding_window.keys",
+      "fast causal path also taken when T == window + 2 (query W+1 then sees key 0)",
+      ("(self.window is None or self.window >= Tk - 1)", "(self.window is None or self.window >= Tk - 2)")),
+    M("window_mask_strict_r2", "sliding_window.keys",
+      "a query sees only W-1 keys before it",
+      ("mask = mask & (q_pos - k_pos <= window)", "mask = mask & (q_pos - k_pos < window)")),
+    M("window_last_layer_not_forced_r2", "sliding_window.window_sizes",
+      "the last layer is no longer forced long (wrong when n_layer % len(pattern) != 0)",
+      ("        sizes[-1] = long\n", "")),
+    M("window_pattern_lowercase_ok_r2", "contract.validation",
+      "lowercase window patterns accepted (and then 's' silently means long)",
+      ("set(self.window_pattern) - set(\"SL\")", "set(self.window_pattern.upper()) - set(\"SL\")")),
+    M("flops_window_unclamped_r2", "scaling.parameter_count",
+      "estimate_flops counts a short window larger than sequence_len in full",
+      ("seen = [c.sequence_len if w is None else min(w, c.sequence_len) for w in c.window_sizes()]",
+       "seen = [c.sequence_len if w is None else w for w in c.window_sizes()]")),
+    M("mask_as_additive_float_r2", "attention.causal_mask",
+      "the boolean mask passed as a float (0/1 added to the scores instead of masking)",
+      ("y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), enable_gqa=gqa)")),
+    M("chunk_mask_noncausal_r2", "inference.kv_cache",
+      "chunk queries all placed at the last position: a chunk over a cached prefix sees its own future",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]",
+       "q_pos = torch.full((Tq, 1), Tk - 1, device=device)")),
+    # ---------------- KV caches ----------------
+    M("kv_first_alloc_ignores_needed_r2", "inference.kv_cache",
+      "the first allocation takes the declared capacity and skips the growth check: a longer prompt fails",
+      append=(
+          "def _insert_r2(self, layer_idx, k, v):\n"
+          "    t0, t1 = self.pos, self.pos + k.size(2)\n"
+          "    if self.kv_cache is None:\n"
+          "        shape = (self.num_layers, 2, self.batch_size, self.num_heads, self.seq_len, self.head_dim)\n"
+          "        self.kv_cache = torch.empty(shape, dtype=k.dtype, device=k.device)\n"
+          "    elif t1 > self.kv_cache.size(4):\n"
+          "        self._grow(t1)\n"
+          "    self.kv_cache[layer_idx, 0, :, :, t0:t1] = k\n"
+          "    self.kv_cache[layer_idx, 1, :, :, t0:t1] = v\n"
+          "    if layer_idx == self.num_layers - 1:\n"
+          "        self.pos = t1\n"
+          "    return self.kv_cache[layer_idx, 0, :, :, :t1], self.kv_cache[layer_idx, 1, :, :, :t1]\n\n\n"
+          "KVCache.insert_kv = _insert_r2\n")),
+    M("kv_grow_only_doubles_r2", "inference.kv_cache",
+      "_grow doubles without checking the need: a chunk longer than 2x capacity fails",
+      append=(
+          "def _grow_r2(self, needed):\n"
+          "    capacity = 2 * self.kv_cache.size(4)\n"
+          "    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim,\n"
+          "                        dtype=self.kv_cache.dtype, device=self.kv_cache.device)\n"
+          "    grown[..., :self.kv_cache.size(4), :] = self.kv_cache\n"
+          "    self.kv_cache = grown\n\n\n"
+          "KVCache._grow = _grow_r2\n")),
+    M("kv_cache_dtype_fixed_fp32_r2", "inference.kv_cache",
+      "the KV cache is always float32 (bf16/float64 models get mismatched K/V dtypes)",
+      append=(
+          "_orig_insert_r2 = KVCache.insert_kv\n\n\n"
+          "def _insert_r2(self, layer_idx, k, v):\n"
+          "    if self.kv_cache is None:\n"
+          "        shape = (self.num_layers, 2, self.batch_size, self.num_heads, max(self.seq_len, self.pos + k.size(2)), self.head_dim)\n"
+          "        self.kv_cache = torch.empty(shape, dtype=torch.float32, device=k.device)\n"
+          "    return _orig_insert_r2(self, layer_idx, k, v)\n\n\n"
+          "KVCache.insert_kv = _insert_r2\n")),
+    M("kv_reset_keeps_prev_embedding_r2", "smear.mixing",
+      "KVCache.reset forgets to clear the smear's prev_embedding",
+      append=(
+          "def _reset_r2(self):\n"
+          "    self.pos = 0\n\n\n"
+          "KVCache.reset = _reset_r2\n")),
+    M("flash_advance_first_row_only_r2", "flash_cache.layout",
+      "FlashKVCache.advance only advances cache_seqlens of batch row 0",
+      append=(
+          "def _advance_r2(self, num_tokens):\n"
+          "    self.cache_seqlens[0] += num_tokens\n\n\n"
+          "FlashKVCache.advance = _advance_r2\n")),
+    # ---------------- smear ----------------
+    M("smear_cache_stores_smeared_r2", "smear.mixing",
+      "the cache carries the smeared embedding (not the raw one) into the next chunk",
+      ("        embedded = x\n"
+       "        if self.config.smear:\n"
+       "            x = self._smear(x, getattr(kv_cache, \"prev_embedding\", None))\n",
+       "        if self.config.smear:\n"
+       "            x = self._smear(x, getattr(kv_cache, \"prev_embedding\", None))\n"
+       "        embedded = x\n")),
+    M("smear_gate_reads_prev_r2", "smear.mixing",
+      "the smear gate reads the previous position's channels instead of the current one's",
+      ("gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, first:, :SMEAR_CHANNELS]))",
+       "gate = self.smear_lambda * torch.sigmoid(self.smear_gate(prev[..., :SMEAR_CHANNELS]))")),
+    M("smear_chunk_drops_prefix_r2", "smear.mixing",
+      "the cached previous embedding is only used for one-token decoding, not for chunks",
+      ("prev = x[:, :-1] if last is None else torch.cat([last, x[:, :-1]], dim=1)",
+       "prev = x[:, :-1] if last is None or x.size(1) > 1 else last")),
+    M("smear_lambda_not_reinit_r2", "smear.mixing",
+      "init_weights forgets smear_lambda (garbage after to_empty())",
+      ("            nn.init.zeros_(self.smear_lambda)  # smear starts off\n", "")),
+    M("smear_gate_fan_init_r2", "smear.mixing",
+      "smear_gate keeps the generic normal fan init instead of U(0, 0.02)",
+      ("            nn.init.uniform_(self.smear_gate.weight, 0.0, 0.02)\n", "            pass\n")),
+    M("smear_channels_check_inclusive_r2", "contract.validation",
+      "validation rejects n_embd equal to the gate's channel count",
+      ("if getattr(self, name) and self.n_embd < channels:", "if getattr(self, name) and self.n_embd <= channels:")),
+    M("x0_before_smear_r2", "lambdas.application",
+      "x0 for the lambdas taken before the smear instead of after",
+      ("        x0, x_mid = x, None\n", "        x0, x_mid = embedded, None\n")),
+    # ---------------- value embeddings ----------------
+    M("ve_layers_parity_fixed_r2", "value_embeddings.layers",
+      "value embeddings on odd layers (right only for even n_layer)",
+      ("return self.value_embeds and layer_idx % 2 == (self.n_layer - 1) % 2",
+       "return self.value_embeds and layer_idx % 2 == 1")),
+    M("ve_gate_last_channels_r2", "value_embeddings.gate",
+      "the value-embedding gate reads the last 12 channels instead of the first",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., -VE_GATE_CHANNELS:])")),
+    M("ve_init_kv_dim_r2", "value_embeddings.layers",
+      "value-embedding init scaled by 1/sqrt(kv_dim) instead of 1/sqrt(n_embd) (differs under GQA)",
+      ("        for ve in getattr(self, \"value_embeds\", {}).values():\n",
+       "        for ve in getattr(self, \"value_embeds\", {}).values():\n"
+       "            s = math.sqrt(3.0 / ve.weight.size(1))\n")),
+    M("ve_gate_input_detached_r2", "gradients.backward",
+      "the ve gate's input detached: no gradient flows into x through the gate",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., :VE_GATE_CHANNELS].detach())")),
+    # ---------------- lambdas / backout ----------------
+    M("lambdas_frac_off_by_one_r2", "lambdas.init",
+      "lambda schedule divides by n_layer: the last layer ends short of 1.05 / 0.05",
+      ("frac = i / max(c.n_layer - 1, 1)", "frac = i / c.n_layer")),
+    M("x0_detached_r2", "gradients.backward",
+      "x0 detached: the x0 path sends no gradient to the embedding",
+      ("        x0, x_mid = x, None\n", "        x0, x_mid = x.detach(), None\n")),
+    M("backout_layer_ceil_r2", "backout.subtraction",
+      "backout taps block ceil(n_layer/2) (wrong for odd n_layer; breaks n_layer=1)",
+      ("if i == self.config.n_layer // 2:", "if i == -(-self.config.n_layer // 2):")),
+    M("backout_mid_detached_r2", "gradients.backward",
+      "x_mid detached: the backout term sends no gradient into the first half",
+      ("                x_mid = x\n", "                x_mid = x.detach()\n")),
+    M("backout_lambda_frozen_r2", "gradients.backward",
+      "backout_lambda created with requires_grad=False",
+      ("self.backout_lambda = nn.Parameter(torch.zeros(1))",
+       "self.backout_lambda = nn.Parameter(torch.zeros(1), requires_grad=False)")),
+    # ---------------- padded vocab ----------------
+    M("check_ids_padded_vocab_r2", "padded_vocab.logits",
+      "input validation accepts token ids in the padding rows",
+      ("    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.vocab_size\n",
+       "    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.padded_vocab_size\n")),
+    M("pad_vocab_extra_block_r2", "padded_vocab.parameters",
+      "padding adds a whole extra block when vocab_size is already a multiple",
+      ("return -(-self.vocab_size // self.pad_vocab_size_to) * self.pad_vocab_size_to",
+       "return (self.vocab_size // self.pad_vocab_size_to + (self.pad_vocab_size_to > 1)) * self.pad_vocab_size_to")),
+    # ---------------- loss ----------------
+    M("loss_mean_per_row_r2", "loss.cross_entropy",
+      "mean taken per row then over rows (wrong when rows have different ignore counts)",
+      ("        return losses.sum() / (targets != -1).sum().clamp(min=1)\n",
+       "        B = idx.size(0)\n"
+       "        return (losses.view(B, -1).sum(1) / (targets.view(B, -1) != -1).sum(1).clamp(min=1)).mean()\n")),
+    M("loss_sum_is_mean_r2", "loss.cross_entropy",
+      "loss_reduction='sum' returns the mean over all positions",
+      ("            return losses.sum()\n", "            return losses.mean()\n")),
+    M("loss_on_uncapped_logits_r2", "loss.cross_entropy",
+      "the loss is computed from the logits before the softcap",
+      ("        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n        if targets is None:\n            return logits\n",
+       "        raw = logits\n        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n        if targets is None:\n            return logits\n        logits = raw\n")),
+    # ---------------- sampling ----------------
+    M("temperature_twice_r2", "inference.generate",
+      "temperature divided in twice (softmax(logits / t**2))",
+      ("F.softmax(logits, dim=-1), num_samples=1", "F.softmax(logits / temperature, dim=-1), num_samples=1")),
+    M("topk_no_clamp_r2", "inference.generate",
+      "top_k larger than the vocabulary passed to topk unclamped",
+      ("torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, top_k)")),
+    M("topk_zero_filters_r2", "inference.generate",
+      "top_k=0 is treated as a filter instead of 'no filtering'",
+      ("                if top_k:  # None", "                if top_k is not None:  # None")),
+    M("topk_strict_drops_kth_r2", "inference.generate",
+      "top-k keeps only k-1 tokens (the kth and its ties are dropped)",
+      ("logits.masked_fill(logits < kth, -float(\"inf\"))", "logits.masked_fill(logits <= kth, -float(\"inf\"))")),
+    M("sample_global_rng_r2", "inference.generate",
+      "multinomial drawn from torch's global RNG instead of the seeded generator",
+      ("num_samples=1, generator=rng)", "num_samples=1)")),
+    M("default_seed_changed_r2", "inference.generate",
+      "generate's default seed changed from 42 to 0",
+      ("top_k=None, seed=42):", "top_k=None, seed=0):")),
+    M("generate_len_check_off_by_one_r2", "contract.validation",
+      "generate rejects a prompt + max_tokens that exactly fills the rotary table",
+      ("if len(tokens) + max_tokens > self.rotary_seq_len:", "if len(tokens) + max_tokens >= self.rotary_seq_len:")),
+    # ---------------- init ----------------
+    M("init_reseeds_each_linear_r2", "gradients.backward",
+      "init re-seeds torch before each linear: equal same-shaped weights, init independent of the user's seed",
+      ("                nn.init.normal_(module.weight, mean=0.0, std=std)\n",
+       "                torch.manual_seed(0)\n                nn.init.normal_(module.weight, mean=0.0, std=std)\n")),
+    M("init_last_block_cproj_nonzero_r2", "block.attention_path",
+      "init zeroes the c_proj of every block but the last",
+      ("        for block in self.transformer.h:\n            nn.init.zeros_(block.attn.c_proj.weight)\n",
+       "        for block in self.transformer.h[:-1]:\n            nn.init.zeros_(block.attn.c_proj.weight)\n")),
+    M("lambdas_init_inplace_scale_r2", "lambdas.init",
+      "resid_lambdas scaled in place: right on a fresh model, wrong after a second init_weights or to_empty()",
+      ("                self.resid_lambdas[i] = 1.15 - 0.10 * frac\n",
+       "                self.resid_lambdas[i] *= 1.15 - 0.10 * frac\n")),
+    M("generate_cache_n_head_r2", "inference.generate",
+      "generate sizes its KVCache with n_head instead of n_kv_head (fails for every GQA/MQA model)",
+      ("cache = KVCache(1, c.n_kv_head, len(tokens) + max_tokens, c.head_dim, c.n_layer)",
+       "cache = KVCache(1, c.n_head, len(tokens) + max_tokens, c.head_dim, c.n_layer)")),
+    M("check_ids_first_row_only_r2", "contract.validation",
+      "token-id range checked on the first row only (batch > 1 gets IndexError, not ValueError)",
+      ("lo, hi = (int(v) for v in torch.aminmax(idx))", "lo, hi = (int(v) for v in torch.aminmax(idx[0]))")),
 )

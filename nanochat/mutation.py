@@ -152,6 +152,11 @@ def mutate(mutant, source, own_target, card=None):
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     if mutant.own_only and not own_target:
         return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
+    if mutant.needs_cuda and not _cuda_available():
+        return None, f"mutant {mutant.name} only shows on a CUDA device, and this machine has none"
+    missing = mutant.missing_names(source)
+    if missing:
+        return None, f"mutant {mutant.name} overrides {', '.join(missing)}, which this implementation does not define"
     try:
         mutated = apply_mutant(mutant, source, card)
         if mutated == source:
@@ -160,6 +165,11 @@ def mutate(mutant, source, own_target, card=None):
         return mutated, ""
     except (NotApplicable, SyntaxError) as e:
         return None, str(e)
+
+
+def _cuda_available():
+    import torch
+    return torch.cuda.is_available()
 
 
 def catalog_status(own_target):
@@ -403,7 +413,9 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 continue
             mutated, reason = mutate(m, source, own, card)
             if mutated is None:
-                result.status, result.detail = catalog_status(own), reason
+                # a CUDA-only mutant on a machine without CUDA is not applicable here, not stale
+                status = "not_applicable" if m.needs_cuda and not _cuda_available() else catalog_status(own)
+                result.status, result.detail = status, reason
                 continue
             tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))
 

@@ -47,18 +47,21 @@ def test_init_weights_makes_the_rotary_tables_on_the_weights_device(make_on, con
 
 @pytest.mark.component("inference.kv_cache", "attention.causal_mask")
 @pytest.mark.parametrize("device", DEVICES)
-def test_the_kv_cache_and_a_chunk_after_a_prefix_stay_on_the_inputs_device(make_on, make_config, caches, device):
-    """Decoding through the implementation's cache on `device`: the cached keys and values and the chunk's mask are
-    made there."""
+def test_the_kv_cache_and_a_chunk_after_a_prefix_stay_on_the_inputs_device(make_on, make_config, caches, arch, device):
+    """Decoding through the implementation's cache on `device`: the cached keys and values, the storage a growing
+    cache moves to, and the chunk's mask are made there."""
     if device == "meta" and caches.style == "flash":
         pytest.skip("needs a CUDA device: a flash-style cache keeps its position in a tensor read with .item(), "
                     "which a meta tensor does not hold")
     config = make_config()
     model = on(device, make_on, config)
-    cache = caches.for_config(config, 2, 12, device=device)
+    # a cache that must grow (where the card says caches grow): its new storage is made on the device too
+    cache = caches.for_config(config, 2, 6 if arch.kv_cache_grows else 12, device=device)
     idx = tokens(config, 12, device)
-    model(idx[:, :5], kv_cache=cache)
-    assert model(idx[:, 5:9], kv_cache=cache).device.type == device
+    with torch.inference_mode():  # as an engine decodes (the growth itself is tests/test_kv_cache.py's)
+        model(idx[:, :5], kv_cache=cache)
+        assert model(idx[:, 5:9], kv_cache=cache).device.type == device
+        assert model(idx[:, 9:12], kv_cache=cache).device.type == device
     keys, values = caches.tensors(cache)
     assert keys.device.type == values.device.type == device
 

@@ -207,3 +207,14 @@ def test_generate_defaults_are_temperature_1_no_top_k_and_seed_42(model):
     defaults = {name: p.default for name, p in inspect.signature(type(model).generate).parameters.items()}
     assert (defaults["temperature"], defaults["top_k"], defaults["seed"]) == (1.0, None, 42)
     assert list(model.generate([8], 10)) == list(model.generate([8], 10, temperature=1.0, top_k=None, seed=42))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_generate_samples_on_the_models_device_with_its_own_generator(model):
+    """On a GPU, generate samples with a generator on the model's device (a CPU generator with CUDA probabilities
+    is refused by torch.multinomial), and gives the CPU's greedy stream."""
+    greedy = list(model.generate([3, 5], 6, temperature=0))
+    model = model.cuda()
+    assert list(model.generate([3, 5], 6, temperature=0)) == greedy
+    assert len(list(model.generate([3, 5], 6, temperature=1.0, top_k=5))) == 6

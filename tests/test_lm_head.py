@@ -150,3 +150,9 @@ def test_a_model_materialised_from_the_meta_device_keeps_its_head_untied(impl, c
     head, wte = model.lm_head.weight, model.transformer.wte.weight
     assert head.data_ptr() != wte.data_ptr()
     assert not torch.equal(head[: min(len(head), len(wte))], wte[: min(len(head), len(wte))])
+
+
+@pytest.mark.project_only
+def test_a_float64_model_keeps_its_logits_in_float64(model, idx):
+    """Logits are at least float32: a float64 model (a gradcheck end to end) gets float64 logits, not float32 ones."""
+    assert cast_parameters(model, torch.float64)(idx).dtype == torch.float64

@@ -31,6 +31,14 @@ def test_loss_is_the_mean_cross_entropy_of_the_returned_logits(model, idx, targe
     torch.testing.assert_close(loss.double(), explicit_token_losses(logits, targets).mean(), rtol=1e-5, atol=1e-6)
 
 
+def test_sum_reduction_adds_up_the_losses_of_the_valid_targets(model, idx, targets):
+    """loss_reduction='sum' is the sum of the per-token losses, ignored (-1) targets contributing 0."""
+    masked = targets.clone()
+    masked[:, :5] = -1
+    expected = explicit_token_losses(model(idx), masked).sum()
+    torch.testing.assert_close(model(idx, masked, loss_reduction="sum").double(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_none_reduction_gives_one_loss_per_token(model, idx, targets):
     """loss_reduction='none' returns B*T per-token losses, in row-major (b, t) order."""
     B, T = idx.shape

@@ -186,3 +186,16 @@ def test_estimate_flops_under_gqa_counts_the_real_parameters_and_every_query_hea
     n = sum(p.numel() for p in model.parameters())
     assert n < spec_closed_form(V, d, L)  # premise: GQA's smaller c_k, c_v are in the count
     assert model.estimate_flops() == 6 * (n - V * d) + 12 * L * n_head * (d // n_head) * T
+
+
+@pytest.mark.project_only
+@pytest.mark.parametrize("sequence_len", [64, 1024], ids=lambda t: f"sequence_len={t}")
+def test_estimate_flops_counts_each_layers_window_up_to_the_sequence(impl, arch, sequence_len):
+    """With sliding windows, each layer's attention term counts min(window, sequence_len) keys: a 128-key short window
+    over a 64-token sequence counts 64 (PaLM appendix B per layer)."""
+    config = impl.GPTConfig(sequence_len=sequence_len, vocab_size=1000, n_layer=4, n_head=4, n_kv_head=2, n_embd=128,
+                            **arch.config_for("sliding_window"))
+    model = build_on_meta(impl, config)
+    n_matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    windows = arch.window_sizes(sequence_len, 4)
+    assert model.estimate_flops() == 6 * n_matmul + sum(12 * 4 * 32 * min(w, sequence_len) for w in windows)

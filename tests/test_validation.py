@@ -19,8 +19,6 @@ def kwargs_id(kwargs):
 
 BAD_CONFIGS = [
     (dict(n_embd=30, n_head=4), "n_embd=30 must be divisible by n_head=4"),
-
-
     (dict(n_head=4, n_kv_head=3), "n_head=4 must be divisible by n_kv_head=3"),
     (dict(n_embd=12, n_head=4, n_kv_head=4), "head_dim=3"),
     (dict(n_layer=0), "n_layer must be a positive integer, got 0"),
@@ -28,6 +26,10 @@ BAD_CONFIGS = [
     (dict(vocab_size=0), "vocab_size must be a positive integer, got 0"),
     (dict(sequence_len=2.5), "sequence_len must be a positive integer, got 2.5"),
     (dict(n_embd=True), "n_embd must be a positive integer, got True"),
+    (dict(window_pattern="sssl"), "window_pattern must be a non-empty string of S (short) and L (long), got 'sssl'"),
+    (dict(window_pattern=""), "window_pattern must be a non-empty string"),
+    (dict(smear=True, n_embd=16, n_head=2, n_kv_head=2), "smear needs n_embd >= 24"),
+    (dict(pad_vocab_size_to=0), "pad_vocab_size_to must be a positive integer, got 0"),
 ]
 
 
@@ -62,7 +64,10 @@ def test_a_config_mutated_after_construction_is_rejected_by_the_model(impl):
     (lambda V: torch.zeros(1, 161, dtype=torch.long), r"T=161 tokens at position 0 does not fit the rotary cache of 160"),
     (lambda V: torch.zeros(1, 0, dtype=torch.long), r"T=0"),
     (lambda V: torch.zeros(0, 3, dtype=torch.long), r"at least one sequence, got batch size 0 \(shape \(0, 3\)\)"),
-], ids=["1-D", "float", "bool", "list", "id=vocab_size", "id=-1", "T=limit+1", "T=0", "B=0"])
+    (lambda V: torch.tensor([[1, 2], [3, V]]), r"got values in \[1, 64\]"),
+    (lambda V: torch.tensor([[1, 2], [3, -1]]), r"got values in \[-1, 3\]"),
+], ids=["1-D", "float", "bool", "list", "id=vocab_size", "id=-1", "T=limit+1", "T=0", "B=0",
+        "id=vocab_size-in-row-2", "id=-1-in-row-2"])
 def test_bad_token_batches_are_rejected(model, make_idx, message):
     """forward refuses non-2-D, non-integer, out-of-vocabulary or too-long inputs, naming what it got."""
     with pytest.raises(ValueError, match=message):
@@ -285,3 +290,13 @@ def test_the_shifted_training_call_with_non_contiguous_targets_works(model):
     torch.testing.assert_close(loss.double(), -log_probs.mean(), rtol=1e-6, atol=1e-6)
     per_token = model(x[:, :-1], x[:, 1:], loss_reduction="none")
     torch.testing.assert_close(per_token.double(), -log_probs.reshape(-1), rtol=1e-6, atol=1e-6)
+
+
+def test_with_a_padded_vocabulary_ids_and_targets_past_vocab_size_are_still_refused(impl):
+    """The padding rows of wte and lm_head are no tokens: ids and targets must lie below vocab_size, not below the
+    padded size."""
+    model = impl.GPT(impl.GPTConfig(**{**TINY, "vocab_size": 50, "pad_vocab_size_to": 64}))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50\)"):
+        model(torch.tensor([[1, 50]]))
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 50\)"):
+        model(torch.tensor([[1, 2]]), torch.tensor([[3, 60]]))
