@@ -429,6 +429,9 @@ def lazy_imports_done():
     import numpy.random  # noqa: F401
     import torch
     torch.testing.assert_close(torch.zeros(1), torch.zeros(1))  # loads torch.distributed and sympy
+    weight = torch.zeros(1, requires_grad=True)
+    weight.sum().backward()
+    torch.optim.SGD([weight], lr=0.1).step()  # an optimizer's first step loads torch._dynamo (and _inductor's ops)
 
 
 def softcap_mutant():
