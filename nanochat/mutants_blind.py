@@ -14,6 +14,11 @@ Round 2 (a fresh reviewer): 60 mutants, 52 killed at first; the 8 survivors led 
 logits, lower-case window patterns, estimate_flops with windows longer than the sequence, ids checked
 against vocab_size (not the padded size) and in every row, loss_reduction='sum', and a growing KV cache
 on the meta device. One is argued in its description: rng_cpu_generator_r2 only shows on a GPU.
+
+Round 3 (a fresh reviewer): 60 mutants, 54 killed at first (one, a mask made without device=, is killed on
+the meta device); the 5 survivors led to tests of the short window's rounding at sequence_len 513, the
+flash-style cache's reset with smear, estimate_flops with value embeddings and lambdas on, seeds deciding
+the weights, and seeds above bit 31.
 """
 
 from nanochat.mutants import M
@@ -494,4 +499,269 @@ ROUND_2 = (
     M("check_ids_first_row_only_r2", "contract.validation",
       "token-id range checked on the first row only (batch > 1 gets IndexError, not ValueError)",
       ("lo, hi = (int(v) for v in torch.aminmax(idx))", "lo, hi = (int(v) for v in torch.aminmax(idx[0]))")),
+)
+
+ROUND_3 = (
+    # ---------------------------------------------------------------- sliding window
+    M("window_short_floor_then_ceil_r3", "sliding_window.window_sizes",
+      "S = ceil(floor(seq/4)/128)*128: wrong (too short) for sequence_len = 512k+1..3, e.g. 513 -> 128 not 256",
+      ("long, short = self.sequence_len, -(-self.sequence_len // 4 // 128) * 128",
+       "long, short = self.sequence_len, -(-(self.sequence_len // 4) // 128) * 128")),
+    M("window_fastpath_off_by_one_r3", "sliding_window.keys",
+      "causal fast path also taken when window == T-2: the last query then sees one key too many",
+      ("if Tq == Tk and (self.window is None or self.window >= Tk - 1):",
+       "if Tq == Tk and (self.window is None or self.window >= Tk - 2):")),
+    M("window_pattern_not_tiled_r3", "sliding_window.window_sizes",
+      "the pattern is not tiled: layers past len(pattern) reuse its last letter (only n_layer > 4 differs)",
+      ("sizes = [short if self.window_pattern[i % len(self.window_pattern)] == \"S\" else long",
+       "sizes = [short if self.window_pattern[min(i, len(self.window_pattern) - 1)] == \"S\" else long")),
+    M("window_last_layer_not_forced_r3", "sliding_window.window_sizes",
+      "the last layer keeps its pattern letter instead of always being long",
+      ("        sizes[-1] = long\n", "")),
+    M("window_mask_strict_r3", "sliding_window.keys",
+      "windowed mask drops the W-th key back (sees W-1 keys before itself) on the masked path",
+      ("mask = mask & (q_pos - k_pos <= window)", "mask = mask & (q_pos - k_pos < window)")),
+    M("flops_window_plus_one_r3", "scaling.parameter_count",
+      "estimate_flops counts W+1 keys for a windowed layer instead of W",
+      ("seen = [c.sequence_len if w is None else min(w, c.sequence_len) for w in c.window_sizes()]",
+       "seen = [c.sequence_len if w is None else min(w + 1, c.sequence_len) for w in c.window_sizes()]")),
+    # ---------------------------------------------------------------- attention / GQA / chunks
+    M("chunk_mask_query_shift_r3", "inference.kv_cache",
+      "mask path places query i at Tk-Tq+i+1: a chunk over a cached prefix sees one future key (T=1 decode unaffected w/o window)",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]",
+       "q_pos = torch.arange(Tk - Tq + 1, Tk + 1, device=device)[:, None]")),
+    M("gqa_tile_on_mask_path_r3", "attention.gqa",
+      "on the masked (cached/windowed) path kv heads are tiled (h % n_kv) instead of grouped (h // group)",
+      ("            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "            if gqa:\n"
+       "                k = k.repeat(1, self.n_head // self.n_kv_head, 1, 1)\n"
+       "                v = v.repeat(1, self.n_head // self.n_kv_head, 1, 1)\n"
+       "            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")),
+    M("mask_path_scale_kv_heads_r3", "attention.sdpa",
+      "masked path scales by 1/sqrt(n_embd // n_kv_head): right only when n_kv_head == n_head",
+      ("y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa,\n"
+       "                                               scale=1.0 / math.sqrt(self.n_embd // self.n_kv_head))")),
+    M("key_input_detached_r3", "gradients.backward",
+      "keys computed from a detached input: no gradient reaches the residual stream through K",
+      ("k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)",
+       "k = self.c_k(x.detach()).view(B, T, self.n_kv_head, self.head_dim)")),
+    M("attention_mask_no_device_r3", "attention.causal_mask",
+      "attention_mask builds its positions on the CPU: masked path fails on an accelerator",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]\n    k_pos = torch.arange(Tk, device=device)[None, :]",
+       "q_pos = torch.arange(Tk - Tq, Tk)[:, None]\n    k_pos = torch.arange(Tk)[None, :]")),
+    # ---------------------------------------------------------------- KV caches (engine monkeypatches)
+    M("kvcache_grow_drops_last_pos_r3", "inference.kv_cache",
+      "when the KVCache grows, the last stored position is not copied into the new buffer",
+      append="def _grow_r3(self, needed):\n"
+             "    capacity = max(needed, 2 * self.kv_cache.size(4))\n"
+             "    n = self.kv_cache.size(4)\n"
+             "    grown = torch.zeros(*self.kv_cache.shape[:4], capacity, self.head_dim,\n"
+             "                        dtype=self.kv_cache.dtype, device=self.kv_cache.device)\n"
+             "    grown[..., :n - 1, :] = self.kv_cache[..., :n - 1, :]\n"
+             "    self.kv_cache = grown\n\n\n"
+             "KVCache._grow = _grow_r3\n"),
+    M("kvcache_first_alloc_no_max_r3", "inference.kv_cache",
+      "first insert allocates seq_len positions even when the prefill is longer (no growth on first insert)",
+      append="_orig_insert_r3 = KVCache.insert_kv\n\n\n"
+             "def _insert_r3(self, layer_idx, k, v):\n"
+             "    if self.kv_cache is None and self.pos + k.size(2) > self.seq_len:\n"
+             "        self.kv_cache = torch.empty((self.num_layers, 2, self.batch_size, self.num_heads, self.seq_len,\n"
+             "                                     self.head_dim), dtype=k.dtype, device=k.device)\n"
+             "        t0, t1 = self.pos, self.pos + k.size(2)\n"
+             "        self.kv_cache[layer_idx, 0, :, :, t0:t1] = k\n"
+             "    return _orig_insert_r3(self, layer_idx, k, v)\n\n\n"
+             "KVCache.insert_kv = _insert_r3\n"),
+    M("kvcache_bf16_storage_r3", "inference.kv_cache",
+      "KVCache stores keys/values in bfloat16 whatever the model dtype (float32 decoding drifts from the full forward)",
+      append="_orig_insert_r3 = KVCache.insert_kv\n\n\n"
+             "def _insert_r3(self, layer_idx, k, v):\n"
+             "    k_all, v_all = _orig_insert_r3(self, layer_idx, k.bfloat16(), v.bfloat16())\n"
+             "    return k_all.to(k.dtype), v_all.to(v.dtype)\n\n\n"
+             "KVCache.insert_kv = _insert_r3\n"),
+    M("kvcache_reset_keeps_smear_r3", "smear.causality",
+      "KVCache.reset rewinds the position but keeps the smear's previous embedding: a reused cache leaks the old prompt",
+      append="def _reset_r3(self):\n"
+             "    self.pos = 0\n\n\n"
+             "KVCache.reset = _reset_r3\n"),
+    M("flash_reset_keeps_smear_r3", "flash_cache.layout",
+      "FlashKVCache.reset keeps the smear's previous embedding",
+      append="def _freset_r3(self):\n"
+             "    self.cache_seqlens.zero_()\n\n\n"
+             "FlashKVCache.reset = _freset_r3\n"),
+    # ---------------------------------------------------------------- smear
+    M("smear_cache_stores_smeared_r3", "smear.mixing",
+      "the cache carries the smeared x0 of the last position, not its raw embedding",
+      ("kv_cache.prev_embedding = embedded[:, -1:]", "kv_cache.prev_embedding = x0[:, -1:]")),
+    M("smear_gate_reads_prev_r3", "smear.mixing",
+      "the smear gate reads the previous position's channels instead of the current one's",
+      ("gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, first:, :SMEAR_CHANNELS]))",
+       "gate = self.smear_lambda * torch.sigmoid(self.smear_gate(prev[..., :SMEAR_CHANNELS]))")),
+    M("smear_cache_only_multi_token_r3", "smear.causality",
+      "prev_embedding only updated by chunks of T > 1: single-token decoding smears a stale embedding",
+      ("if self.config.smear and kv_cache is not None:",
+       "if self.config.smear and kv_cache is not None and idx.size(1) > 1:")),
+    M("smear_lambda_frozen_r3", "gradients.backward",
+      "smear_lambda created with requires_grad=False: the smear can never switch on",
+      ("self.smear_lambda = nn.Parameter(torch.zeros(1))",
+       "self.smear_lambda = nn.Parameter(torch.zeros(1), requires_grad=False)")),
+    M("smear_lambda_not_reinit_r3", "smear.mixing",
+      "init_weights leaves smear_lambda as it is: a second init_weights (or to_empty) keeps a trained/garbage value",
+      ("            nn.init.zeros_(self.smear_lambda)  # smear starts off\n", "")),
+    # ---------------------------------------------------------------- value embeddings
+    M("has_ve_fixed_parity_r3", "value_embeddings.layers",
+      "value embeddings on odd layers, not counted back from the last: wrong for odd n_layer",
+      ("return self.value_embeds and layer_idx % 2 == (self.n_layer - 1) % 2",
+       "return self.value_embeds and layer_idx % 2 == 1")),
+    M("ve_init_kv_dim_r3", "value_embeddings.mixing",
+      "value embeddings init U(-s, s) with s from kv_dim instead of n_embd: wrong only with GQA",
+      ("            nn.init.uniform_(ve.weight, -s, s)",
+       "            s_kv = math.sqrt(3.0 / ve.weight.size(1))\n            nn.init.uniform_(ve.weight, -s_kv, s_kv)")),
+    M("ve_gate_input_detached_r3", "gradients.backward",
+      "the value-embedding gate reads a detached x: no gradient to the stream through the gate",
+      ("torch.sigmoid(self.ve_gate(x[..., :VE_GATE_CHANNELS]))",
+       "torch.sigmoid(self.ve_gate(x[..., :VE_GATE_CHANNELS].detach()))")),
+    M("ve_gate_last_channels_r3", "value_embeddings.gate",
+      "the value-embedding gate reads the last 12 channels instead of the first 12",
+      ("torch.sigmoid(self.ve_gate(x[..., :VE_GATE_CHANNELS]))",
+       "torch.sigmoid(self.ve_gate(x[..., -VE_GATE_CHANNELS:]))")),
+    M("ve_view_head_major_r3", "value_embeddings.mixing",
+      "the value embedding is split (D, Hkv) instead of (Hkv, D): wrong whenever n_kv_head > 1",
+      ("ve.view(B, T, self.n_kv_head, self.head_dim)",
+       "ve.view(B, T, self.head_dim, self.n_kv_head).transpose(2, 3)")),
+    # ---------------------------------------------------------------- lambdas
+    M("lambda_frac_over_n_layer_r3", "lambdas.init",
+      "schedule fraction i / n_layer: the last layer gets 1.15-0.1*(L-1)/L, not 1.05",
+      ("frac = i / max(c.n_layer - 1, 1)", "frac = i / c.n_layer")),
+    M("lambda_init_bf16_rounded_r3", "lambdas.init",
+      "the lambda schedule values are rounded through bfloat16 (1.15 -> 1.1484375)",
+      ("self.resid_lambdas[i] = 1.15 - 0.10 * frac",
+       "self.resid_lambdas[i] = torch.tensor(1.15 - 0.10 * frac, dtype=torch.bfloat16)")),
+    M("lambdas_skip_first_layer_r3", "lambdas.application",
+      "the lambdas are not applied before block 0",
+      ("            if self.config.lambdas:\n                x = self.resid_lambdas[i] * x",
+       "            if self.config.lambdas and i > 0:\n                x = self.resid_lambdas[i] * x")),
+    M("x0_detached_r3", "gradients.backward",
+      "x0 detached where the x0 lambdas mix it back in: the embedding loses those gradient paths",
+      ("x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0",
+       "x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0.detach()")),
+    # ---------------------------------------------------------------- backout
+    M("backout_mid_layer_lower_r3", "backout.subtraction",
+      "x_mid taken after block (n_layer-1)//2: wrong for even n_layer",
+      ("if i == self.config.n_layer // 2:", "if i == (self.config.n_layer - 1) // 2:")),
+    M("backout_mid_detached_r3", "gradients.backward",
+      "x_mid detached: the backout subtraction passes no gradient to the first half",
+      ("                x_mid = x\n", "                x_mid = x.detach()\n")),
+    M("backout_lambda_init_once_r3", "backout.subtraction",
+      "backout_lambda set to 0.2 only at construction: init_weights (after to_empty, or a second call) skips it",
+      ("self.backout_lambda = nn.Parameter(torch.zeros(1))", "self.backout_lambda = nn.Parameter(torch.full((1,), 0.2))"),
+      ("            nn.init.constant_(self.backout_lambda, 0.2)\n", "            pass\n")),
+    # ---------------------------------------------------------------- padded vocabulary
+    M("check_inputs_padded_vocab_r3", "padded_vocab.logits",
+      "token ids are validated against the padded vocabulary: ids in [vocab, padded) pass",
+      ("    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.vocab_size",
+       "    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.padded_vocab_size")),
+    M("lm_head_unpadded_r3", "padded_vocab.parameters",
+      "lm_head is not padded (only wte is)",
+      ("self.lm_head = nn.Linear(config.n_embd, V, bias=False)",
+       "self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)")),
+    M("pad_extra_multiple_r3", "padded_vocab.parameters",
+      "padding adds a whole extra multiple when vocab_size is already a multiple",
+      ("return -(-self.vocab_size // self.pad_vocab_size_to) * self.pad_vocab_size_to",
+       "m = self.pad_vocab_size_to\n        return self.vocab_size if m == 1 else (self.vocab_size // m + 1) * m")),
+    # ---------------------------------------------------------------- scaling / flops
+    M("flops_attn_kv_heads_r3", "scaling.parameter_count",
+      "attention FLOPs counted with n_kv_head instead of n_head (only GQA differs)",
+      ("sum(12 * c.n_head * c.head_dim * t for t in seen)", "sum(12 * c.n_kv_head * c.head_dim * t for t in seen)")),
+    M("flops_counts_embeddings_r3", "scaling.parameter_count",
+      "estimate_flops counts every non-wte parameter (value embeddings, lambdas) as matmul weights",
+      ("n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))",
+       "n_matmul = sum(p.numel() for p in self.parameters()) - self.transformer.wte.weight.numel()")),
+    # ---------------------------------------------------------------- loss
+    M("loss_mean_per_row_r3", "loss.cross_entropy",
+      "mean = mean over rows of per-row means: wrong for batch > 1 with unequal numbers of ignored targets",
+      ("return losses.sum() / (targets != -1).sum().clamp(min=1)",
+       "B_, T_ = idx.shape\n"
+       "        return (losses.view(B_, T_).sum(1) / (targets.view(B_, T_) != -1).sum(1).clamp(min=1)).mean()")),
+    M("logits_float32_always_r3", "lm_head.untied_softcap",
+      "logits cast to float32 always: a float64 model loses precision (should be at least float32)",
+      ("logits = logits.to(torch.promote_types(logits.dtype, torch.float32))", "logits = logits.float()")),
+    M("softcap_before_cast_r3", "lm_head.untied_softcap",
+      "softcap computed in the model dtype (bf16) before the float32 cast",
+      ("        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax\n"
+       "        # soft cap (Gemma 2, Team et al. 2024): smooth, and |logit| < 15 whatever the activations\n"
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n",
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n"
+       "        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))\n")),
+    # ---------------------------------------------------------------- rope / norm / dtypes
+    M("rope_positions_bf16_r3", "rope.rotary",
+      "positions t built in bfloat16: exact up to 256, rounded beyond (positions 257, 258 share angles)",
+      ("t = torch.arange(seq_len, dtype=torch.float32, device=device)",
+       "t = torch.arange(seq_len, dtype=torch.float32, device=device).bfloat16().float()")),
+    M("rope_angles_rounded_bf16_r3", "rope.rotary",
+      "angles rounded to bf16 before cos/sin instead of after (large error at far positions)",
+      ("cos, sin = freqs.cos().bfloat16(), freqs.sin().bfloat16()",
+       "cos, sin = freqs.bfloat16().cos(), freqs.bfloat16().sin()")),
+    M("rope_computed_in_bf16_r3", "rope.rotary",
+      "the rotation computed in the table dtype (bf16) then cast back: float32/float64 q, k lose precision",
+      ("x1, x2 = x[..., :d], x[..., d:]", "x1, x2 = x[..., :d].to(cos.dtype), x[..., d:].to(cos.dtype)")),
+    M("rotary_not_recomputed_r3", "rope.rotary",
+      "init_weights no longer recomputes the rotary tables: to_empty() + init_weights() leaves garbage cos/sin",
+      ("        self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,\n"
+       "                                               device=self.lm_head.weight.device)\n", "")),
+    M("norm_eps_1e5_r3", "rmsnorm",
+      "RMSNorm eps fixed at 1e-5 instead of the dtype's eps: small-RMS inputs are shrunk",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=1e-5)")),
+    M("norm_float32_roundtrip_r3", "rmsnorm",
+      "RMSNorm computed in float32 and cast back: float64 models are normalised at float32 precision",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x.float(), (x.size(-1),)).to(x.dtype)")),
+    # ---------------------------------------------------------------- init
+    M("init_fan_missing_sqrt_r3", "attention.gqa",
+      "init shrink factor fan_out/fan_in without sqrt: only narrowing layers (GQA c_k/c_v) get a wrong std",
+      ("std = 1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in))",
+       "std = 1.0 / math.sqrt(fan_in) * min(1.0, fan_out / fan_in)")),
+    M("init_reseeds_global_rng_r3", "gradients.backward",
+      "init_weights re-seeds torch's global RNG: every model is identical whatever the caller's seed",
+      ("        for module in self.modules():\n            if isinstance(module, nn.Linear):",
+       "        torch.manual_seed(1337)\n        for module in self.modules():\n            if isinstance(module, nn.Linear):")),
+    # ---------------------------------------------------------------- generate
+    M("seed_truncated_31bit_r3", "inference.generate",
+      "seed masked to 31 bits (a C int): seeds 7 and 2**31 + 7 give the same stream",
+      ("rng = torch.Generator(device=device).manual_seed(seed)",
+       "rng = torch.Generator(device=device).manual_seed(seed & 0x7FFFFFFF)")),
+    M("default_seed_zero_r3", "inference.generate",
+      "generate's default seed is 0 instead of 42",
+      ("def generate(self, tokens, max_tokens, temperature=1.0, top_k=None, seed=42):",
+       "def generate(self, tokens, max_tokens, temperature=1.0, top_k=None, seed=0):")),
+    M("topk_full_vocab_drops_one_r3", "inference.generate",
+      "top_k >= vocab clamps to vocab-1: the least likely token can never be drawn",
+      ("kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]",
+       "kth = torch.topk(logits, min(top_k, logits.size(-1) - 1)).values[:, -1:]")),
+    M("generate_rotary_boundary_r3", "contract.validation",
+      "generate rejects a prompt + max_tokens that exactly fills the rotary table",
+      ("if len(tokens) + max_tokens > self.rotary_seq_len:", "if len(tokens) + max_tokens >= self.rotary_seq_len:")),
+    M("seed_bound_signed_only_r3", "contract.validation",
+      "seeds in [2**63, 2**64) rejected although torch.Generator.manual_seed accepts them",
+      ("-2 ** 63 <= seed < 2 ** 64)", "-2 ** 63 <= seed < 2 ** 63)")),
+    M("top_k_zero_rejected_r3", "contract.validation",
+      "top_k=0 (documented: no filtering) raises ValueError",
+      ("if top_k is not None and not (_is_int(top_k) and top_k >= 0):",
+       "if top_k is not None and not (_is_int(top_k) and top_k > 0):")),
+    M("temperature_inf_accepted_r3", "contract.validation",
+      "an infinite temperature passes validation (samples uniformly instead of raising)",
+      ("and math.isfinite(temperature) and temperature >= 0):", "and not math.isnan(temperature) and temperature >= 0):")),
+    # ---------------------------------------------------------------- config validation
+    M("config_bool_accepted_r3", "contract.validation",
+      "GPTConfig accepts bools as sizes (n_layer=True builds a 1-layer model)",
+      ("if isinstance(value, bool) or not isinstance(value, int) or value <= 0:\n                raise ValueError(f\"GPTConfig",
+       "if not isinstance(value, int) or value <= 0:\n                raise ValueError(f\"GPTConfig")),
+    M("gate_channels_boundary_r3", "contract.validation",
+      "n_embd equal to the gate's channel count (12 / 24) is rejected",
+      ("if getattr(self, name) and self.n_embd < channels:", "if getattr(self, name) and self.n_embd <= channels:")),
+    M("window_pattern_lowercase_r3", "contract.validation",
+      "lowercase patterns ('sssl') pass validation and are silently all-long",
+      ("set(self.window_pattern) - set(\"SL\"):", "set(self.window_pattern.upper()) - set(\"SL\"):")),
+    M("rotary_len_boundary_r3", "contract.validation",
+      "forward rejects a sequence that exactly fills the rotary table",
+      ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T0 + T >= self.rotary_seq_len:")),
 )

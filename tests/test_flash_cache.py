@@ -46,3 +46,22 @@ def test_decoding_through_the_flash_cache_equals_the_full_forward(model, idx, fl
         torch.testing.assert_close(torch.cat(out, dim=1), model(idx), rtol=1e-5, atol=1e-5)
         cache.reset()
         assert cache.get_pos() == 0
+
+
+@pytest.mark.component("smear.causality")
+def test_a_reset_flash_cache_forgets_the_smears_last_embedding(make_model, make_config, flash, idx):
+    """reset() of a flash-style cache also drops the smear's last embedding: a reused cache decodes a new sequence
+    as a fresh one does."""
+    config = make_config("smear")
+    model = make_model(config, live=("smear",))
+    with torch.no_grad():
+        model.smear_lambda.fill_(0.7)
+    cache = flash.for_config(config, 2, 16)
+    model(idx[:, :9], kv_cache=cache)
+    cache.reset()
+    other = idx.flip(1)
+
+    def decode(c):
+        return torch.cat([model(other[:, :4], kv_cache=c), model(other[:, 4:5], kv_cache=c)], dim=1)
+
+    torch.testing.assert_close(decode(cache), decode(flash.for_config(config, 2, 16)), rtol=0, atol=0)

@@ -218,3 +218,9 @@ def test_generate_samples_on_the_models_device_with_its_own_generator(model):
     model = model.cuda()
     assert list(model.generate([3, 5], 6, temperature=0)) == greedy
     assert len(list(model.generate([3, 5], 6, temperature=1.0, top_k=5))) == 6
+
+
+
+def test_seeds_that_differ_above_bit_31_give_different_streams(model):
+    """The seed is used whole: 7 and 2**31 + 7 give different streams (a seed cut to a C int would not)."""
+    assert list(model.generate([1], 12, seed=7)) != list(model.generate([1], 12, seed=2**31 + 7))

@@ -142,3 +142,17 @@ def test_every_parameter_has_an_init_rule_in_the_card(initialised):
     """Every parameter belongs to a group the card's [init] rules cover: a parameter added without declaring its
     init would escape every check of its distribution (and of its gradient flow)."""
     assert [g for g in parameter_groups(initialised) if g.startswith("unknown")] == []
+
+
+@pytest.mark.component("gradients.backward")
+def test_the_global_seed_decides_the_weights(impl, make_config):
+    """init_weights draws from torch's global RNG as the caller seeded it: the same seed gives the same weights, two
+    seeds give different ones (an init that re-seeds itself makes every model of a seed sweep identical)."""
+    def build(seed):
+        torch.manual_seed(seed)
+        model = impl.GPT(make_config())
+        model.init_weights()
+        return model.transformer.h[0].attn.c_q.weight.detach().clone()
+
+    assert torch.equal(build(3), build(3))
+    assert not torch.equal(build(3), build(4))

@@ -197,5 +197,21 @@ def test_estimate_flops_counts_each_layers_window_up_to_the_sequence(impl, arch,
                             **arch.config_for("sliding_window"))
     model = build_on_meta(impl, config)
     n_matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    windows = arch.window_sizes(sequence_len, 4)
+    windows = [block.attn.window for block in model.transformer.h]  # the model's own (tests/test_sliding_window.py
+    assert max(windows) > 64 and min(windows) < 1024                # checks that they are the card's)
     assert model.estimate_flops() == 6 * n_matmul + sum(12 * 4 * 32 * min(w, sequence_len) for w in windows)
+
+
+@pytest.mark.project_only
+def test_estimate_flops_leaves_out_lookups_and_scalars_of_the_modern_components(impl, arch):
+    """With value embeddings, lambdas, smear and backout on, the 6-per-weight term counts the matmul weights only
+    (every nn.Linear, the gates included): value-embedding tables are lookups and the lambdas scalars."""
+    options = [f for f in FEATURES if arch.features[f] == "optional"]
+    config = impl.GPTConfig(sequence_len=64, vocab_size=1000, n_layer=3, n_head=4, n_kv_head=2, n_embd=64,
+                            **arch.config_for(*options))
+    model = build_on_meta(impl, config)
+    n_linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    n_lookups_and_scalars = sum(p.numel() for p in model.parameters()) - n_linear - model.transformer.wte.weight.numel()
+    assert n_lookups_and_scalars > 0  # the premise: value embeddings and lambdas are there
+    windows = [block.attn.window for block in model.transformer.h]
+    assert model.estimate_flops() == 6 * n_linear + sum(12 * 4 * 16 * min(w or 64, 64) for w in windows)

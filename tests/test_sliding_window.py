@@ -87,3 +87,17 @@ def test_a_chunk_after_a_prefix_sees_the_window_across_the_boundary(windowed, ne
     cache = new_cache(model.config, batch_size=1, seq_len=T)
     out = torch.cat([model(idx[:, :96], kv_cache=cache), model(idx[:, 96:], kv_cache=cache)], dim=1)
     torch.testing.assert_close(out, model(idx), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.component("sliding_window.window_sizes")
+def test_the_short_window_is_a_quarter_of_the_context_rounded_up_to_a_tile(make_model, make_config, arch, run_traced):
+    """At sequence_len 513 a quarter is 128.25: the short window rounds up to 256 (a whole tile more), so the last of
+    260 queries sees 257 keys in a short layer, not 129."""
+    sequence_len, T = 513, 260
+    windows = arch.window_sizes(sequence_len, 2)
+    assert windows[0] == -(-sequence_len // arch.sliding_window["short_divisor"] // arch.sliding_window["tile"]) \
+        * arch.sliding_window["tile"] > sequence_len / arch.sliding_window["short_divisor"]
+    config = make_config("sliding_window", sequence_len=sequence_len, n_layer=2, n_head=1, n_kv_head=1, n_embd=T)
+    model = make_model(config, live=("sliding_window",))
+    idx = torch.randint(0, config.vocab_size, (1, T), generator=torch.Generator().manual_seed(6))
+    assert len(keys_seen(model, idx, 0, run_traced)[-1]) == min(T, windows[0] + 1)
