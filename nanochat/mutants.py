@@ -708,8 +708,8 @@ MUTANTS = (
       equivalent=True),
 )
 
-from nanochat.mutants_blind import ROUND_1, ROUND_2, ROUND_3  # noqa: E402 - the blind rounds build on M above
+from nanochat.mutants_blind import ROUND_1, ROUND_2, ROUND_3, ROUND_4  # noqa: E402 - the blind rounds build on M
 
-MUTANTS = MUTANTS + ROUND_1 + ROUND_2 + ROUND_3
+MUTANTS = MUTANTS + ROUND_1 + ROUND_2 + ROUND_3 + ROUND_4
 BY_NAME = {m.name: m for m in MUTANTS}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

@@ -19,6 +19,11 @@ Round 3 (a fresh reviewer): 60 mutants, 54 killed at first (one, a mask made wit
 the meta device); the 5 survivors led to tests of the short window's rounding at sequence_len 513, the
 flash-style cache's reset with smear, estimate_flops with value embeddings and lambdas on, seeds deciding
 the weights, and seeds above bit 31.
+
+Round 4 (a fresh reviewer): 66 mutants, 63 killed at first; the 3 survivors (targets of another shape with
+as many elements, a grown KV cache that loses its dtype, an embedding drawn from a normal truncated at 3
+sigma) led to the transposed and flat targets cases, growth in the cache dtype test, and a kurtosis check
+of every normal or uniform init.
 """
 
 from nanochat.mutants import M
@@ -764,4 +769,283 @@ ROUND_3 = (
     M("rotary_len_boundary_r3", "contract.validation",
       "forward rejects a sequence that exactly fills the rotary table",
       ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T0 + T >= self.rotary_seq_len:")),
+)
+
+_INSERT_NO_GROW = '''
+
+def _insert_kv_r4(self, layer_idx, k, v):
+    expected = (self.batch_size, self.num_heads, k.size(2) if k.ndim == 4 else -1, self.head_dim)
+    if k.ndim != 4 or tuple(k.shape) != expected or v.shape != k.shape:
+        raise ValueError("insert_kv: bad shapes")
+    if not 0 <= layer_idx < self.num_layers:
+        raise ValueError(f"layer_idx must lie in [0, {self.num_layers}), got {layer_idx}")
+    t0, t1 = self.pos, self.pos + k.size(2)
+    if self.kv_cache is None:
+        shape = (self.num_layers, 2, self.batch_size, self.num_heads, self.seq_len, self.head_dim)
+        self.kv_cache = torch.empty(shape, dtype=k.dtype, device=k.device)
+    elif t1 > self.kv_cache.size(4):
+        self._grow(t1)
+    self.kv_cache[layer_idx, 0, :, :, t0:t1] = k
+    self.kv_cache[layer_idx, 1, :, :, t0:t1] = v
+    if layer_idx == self.num_layers - 1:
+        self.pos = t1
+    return self.kv_cache[layer_idx, 0, :, :, :t1], self.kv_cache[layer_idx, 1, :, :, :t1]
+
+
+KVCache.insert_kv = _insert_kv_r4
+'''
+
+_GROW_DOUBLE_ONLY = '''
+
+def _grow_r4(self, needed):
+    capacity = 2 * self.kv_cache.size(4)  # doubling, forgetting a chunk may need more than that
+    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim,
+                        dtype=self.kv_cache.dtype, device=self.kv_cache.device)
+    grown[..., :self.kv_cache.size(4), :] = self.kv_cache
+    self.kv_cache = grown
+
+
+KVCache._grow = _grow_r4
+'''
+
+_GROW_DEFAULT_DTYPE = '''
+
+def _grow_r4(self, needed):
+    capacity = max(needed, 2 * self.kv_cache.size(4))
+    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim, device=self.kv_cache.device)
+    grown[..., :self.kv_cache.size(4), :] = self.kv_cache
+    self.kv_cache = grown
+
+
+KVCache._grow = _grow_r4
+'''
+
+_RESET_KEEPS_PREV = '''
+
+def _reset_r4(self):
+    self.pos = 0  # forgets the smear's carried embedding
+
+
+KVCache.reset = _reset_r4
+'''
+
+_FLASH_RESET_KEEPS_PREV = '''
+
+def _flash_reset_r4(self):
+    self.cache_seqlens.zero_()
+
+
+FlashKVCache.reset = _flash_reset_r4
+'''
+
+
+ROUND_4 = (
+    # ---------------- RoPE ----------------
+    M("rope_positions_bf16_r4", "rope.rotary", "rotary positions t held in bfloat16: rounded past 256",
+      ("t = torch.arange(seq_len, dtype=torch.float32, device=device)",
+       "t = torch.arange(seq_len, dtype=torch.bfloat16, device=device)")),
+    M("rope_table_float16_r4", "rope.rotary", "cos/sin tables stored in float16 instead of bfloat16",
+      ("cos, sin = freqs.cos().bfloat16(), freqs.sin().bfloat16()",
+       "cos, sin = freqs.cos().half(), freqs.sin().half()")),
+    M("rope_rotate_in_bf16_r4", "rope.rotary", "the rotation is computed in bfloat16 whatever x's dtype",
+      ("x1, x2 = x[..., :d], x[..., d:]", "x1, x2 = x[..., :d].bfloat16(), x[..., d:].bfloat16()")),
+    M("rope_opposite_direction_r4", "rope.rotary", "pairs turned by +t*theta instead of -t*theta",
+      ("y1 = x1 * cos + x2 * sin\n    y2 = x1 * (-sin) + x2 * cos",
+       "y1 = x1 * cos - x2 * sin\n    y2 = x1 * sin + x2 * cos")),
+    M("init_rotary_short_table_r4", "rope.rotary",
+      "init_weights rebuilds the rotary tables for sequence_len positions, not 10x",
+      ("self.cos, self.sin = precompute_rotary(self.rotary_seq_len, self.config.head_dim,",
+       "self.cos, self.sin = precompute_rotary(self.config.sequence_len, self.config.head_dim,")),
+    M("rotary_buffers_persistent_r4", "rope.rotary", "cos/sin buffers saved in the state dict",
+      ('self.register_buffer("cos", cos, persistent=False)', 'self.register_buffer("cos", cos, persistent=True)'),
+      ('self.register_buffer("sin", sin, persistent=False)', 'self.register_buffer("sin", sin, persistent=True)')),
+    # ---------------- attention ----------------
+    M("qk_norm_before_rope_r4", "attention.qk_norm",
+      "QK norm applied before RoPE (bf16 tables: q, k no longer exactly unit-RMS)",
+      ("        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)  # position lives in Q, K only\n"
+       "        q, k = norm(q), norm(k)",
+       "        q, k = norm(q), norm(k)\n"
+       "        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)")),
+    M("gqa_repeat_tiled_r4", "attention.gqa",
+      "GQA expands kv heads with repeat (h % n_kv) instead of repeat_interleave (h // group)",
+      ("        gqa = self.n_kv_head != self.n_head\n",
+       "        gqa = False\n"
+       "        if self.n_kv_head != self.n_head:\n"
+       "            rep = self.n_head // self.n_kv_head\n"
+       "            k, v = k.repeat(1, rep, 1, 1), v.repeat(1, rep, 1, 1)\n")),
+    M("mask_float_additive_r4", "attention.causal_mask",
+      "the boolean mask is turned into a float one: SDPA adds 1/0 instead of masking",
+      ("        mask = mask & (q_pos - k_pos <= window)\n    return mask",
+       "        mask = mask & (q_pos - k_pos <= window)\n    return mask.float()")),
+    M("mask_path_scale_kv_heads_r4", "attention.sdpa",
+      "the masked SDPA path scales by 1/sqrt(n_embd // n_kv_head) (wrong under GQA)",
+      ("y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa,\n"
+       "                                               scale=1.0 / math.sqrt(self.n_embd // self.n_kv_head))")),
+    M("sdpa_scale_hardcoded_64_r4", "attention.sdpa", "attention scale hard-coded to 1/sqrt(64)",
+      ("y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)",
+       "y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa, scale=0.125)"),
+      ("y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa, scale=0.125)")),
+    M("parallel_block_r4", "block.mlp_path", "the MLP reads norm of the block input (parallel block)",
+      ("        x = x + self.attn(norm(x), cos_sin, kv_cache, ve)\n        x = x + self.mlp(norm(x))",
+       "        h = norm(x)\n        x = x + self.attn(h, cos_sin, kv_cache, ve) + self.mlp(h)")),
+    # ---------------- sliding window ----------------
+    M("window_fastpath_off_by_one_r4", "sliding_window.keys",
+      "is_causal fast path taken when Tk = W + 2 (the first key is seen one position too far)",
+      ("self.window >= Tk - 1", "self.window >= Tk - 2")),
+    M("window_short_floor_quarter_r4", "sliding_window.window_sizes",
+      "S = floor(sequence_len / 4) rounded up to 128 (ceil of the quarter lost: 513 -> 128, not 256)",
+      ("-(-self.sequence_len // 4 // 128) * 128", "-(-(self.sequence_len // 4) // 128) * 128")),
+    M("window_last_layer_not_forced_r4", "sliding_window.window_sizes",
+      "the last layer takes its window from the pattern instead of always L",
+      ("        sizes[-1] = long\n", "")),
+    M("window_pattern_not_tiled_r4", "sliding_window.window_sizes",
+      "the pattern's last letter is repeated past its length instead of tiling it",
+      ("self.window_pattern[i % len(self.window_pattern)]",
+       "self.window_pattern[min(i, len(self.window_pattern) - 1)]")),
+    M("window_mask_strict_r4", "sliding_window.keys", "window mask keeps W-1 keys back, not W",
+      ("mask = mask & (q_pos - k_pos <= window)", "mask = mask & (q_pos - k_pos < window)")),
+    M("decode_fastpath_ignores_window_r4", "sliding_window.decoding",
+      "single-token decoding attends to every cached key, forgetting the window",
+      ("        if Tq == Tk and (self.window is None",
+       "        if Tq == 1:\n"
+       "            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # one query sees the whole cache\n"
+       "        elif Tq == Tk and (self.window is None")),
+    # ---------------- scaling ----------------
+    M("flops_kv_heads_r4", "scaling.parameter_count", "attention FLOPs counted with n_kv_head",
+      ("sum(12 * c.n_head * c.head_dim * t for t in seen)", "sum(12 * c.n_kv_head * c.head_dim * t for t in seen)")),
+    M("flops_window_plus_one_r4", "scaling.parameter_count", "short windows counted as W + 1 keys",
+      ("min(w, c.sequence_len) for w in", "min(w + 1, c.sequence_len) for w in")),
+    # ---------------- LM head / loss ----------------
+    M("logits_float64_downcast_r4", "lm_head.untied_softcap", "logits always cast to float32 (float64 models lose precision)",
+      ("logits = logits.to(torch.promote_types(logits.dtype, torch.float32))", "logits = logits.float()")),
+    M("softcap_before_cast_r4", "lm_head.untied_softcap", "softcap computed in the model dtype, then cast",
+      ("        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax\n"
+       "        # soft cap (Gemma 2, Team et al. 2024): smooth, and |logit| < 15 whatever the activations\n"
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n",
+       "        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n"
+       "        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))\n")),
+    M("loss_uses_uncapped_logits_r4", "loss.cross_entropy", "cross-entropy computed on the logits before the softcap",
+      ("        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n",
+       "        raw, logits = logits, LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)\n"),
+      ("F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets,",
+       "F.cross_entropy(raw.reshape(-1, raw.size(-1)), targets,")),
+    M("targets_view_noncontig_r4", "loss.cross_entropy", "targets flattened with view: non-contiguous targets crash",
+      ("targets = targets.reshape(-1)", "targets = targets.view(-1)")),
+    M("loss_none_drops_ignored_r4", "loss.cross_entropy", "reduction 'none' drops ignored positions instead of 0s",
+      ('        if loss_reduction == "none":\n            return losses\n',
+       '        if loss_reduction == "none":\n            return losses[targets != -1]\n')),
+    # ---------------- padded vocab ----------------
+    M("check_ids_padded_vocab_r4", "padded_vocab.logits", "id/target validation bounds use the padded vocab size",
+      ("        V = self.config.vocab_size\n        if not (torch.is_tensor(idx)",
+       "        V = self.config.padded_vocab_size\n        if not (torch.is_tensor(idx)")),
+    M("pad_vocab_exact_multiple_r4", "padded_vocab.parameters",
+      "padding adds a whole extra block when vocab_size is already a multiple",
+      ("        return -(-self.vocab_size // self.pad_vocab_size_to) * self.pad_vocab_size_to",
+       "        if self.pad_vocab_size_to == 1:\n            return self.vocab_size\n"
+       "        return (self.vocab_size // self.pad_vocab_size_to + 1) * self.pad_vocab_size_to")),
+    # ---------------- validation ----------------
+    M("rotary_bound_off_by_one_r4", "contract.validation", "rejects T0 + T == rotary_seq_len (table exactly full)",
+      ("T0 + T > self.rotary_seq_len:", "T0 + T >= self.rotary_seq_len:")),
+    M("targets_shape_numel_only_r4", "contract.validation", "targets accepted when numel matches (e.g. transposed)",
+      ("targets.shape == idx.shape", "targets.numel() == idx.numel()")),
+    M("head_dim_odd_accepted_r4", "contract.validation", "evenness checked on n_embd instead of head_dim",
+      ("        if self.head_dim % 2 != 0:\n", "        if self.n_embd % 2 != 0:\n")),
+    M("ve_channels_boundary_r4", "contract.validation", "n_embd == gate channels rejected (<= instead of <)",
+      ("if getattr(self, name) and self.n_embd < channels:", "if getattr(self, name) and self.n_embd <= channels:")),
+    M("gpt_init_skips_validate_r4", "contract.validation", "GPT() no longer re-validates a config mutated after creation",
+      ("        config.validate()\n        self.config = config", "        self.config = config")),
+    M("check_ids_first_row_only_r4", "contract.validation", "token id range checked on the first sequence only",
+      ("lo, hi = (int(v) for v in torch.aminmax(idx))", "lo, hi = (int(v) for v in torch.aminmax(idx[0]))")),
+    # ---------------- generate ----------------
+    M("seed_upper_bound_r4", "inference.generate", "seeds in [2**63, 2**64) rejected",
+      ("-2 ** 63 <= seed < 2 ** 64", "-2 ** 63 <= seed < 2 ** 63")),
+    M("temperature_int_rejected_r4", "inference.generate", "an int temperature (0, 1) is rejected",
+      ("isinstance(temperature, (int, float))", "isinstance(temperature, float)")),
+    M("generate_seeds_global_rng_r4", "inference.generate", "sampling seeds and uses torch's global RNG",
+      ("rng = torch.Generator(device=device).manual_seed(seed)", "torch.manual_seed(seed)\n        rng = None")),
+    M("generate_reseed_each_step_r4", "inference.generate", "a fresh generator seeded with seed for every token",
+      ("num_samples=1, generator=rng)", "num_samples=1, generator=torch.Generator(device=device).manual_seed(seed))")),
+    M("topk_no_clamp_to_vocab_r4", "inference.generate", "top_k > vocab_size crashes in topk",
+      ("torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, top_k)")),
+    M("generate_cache_n_head_r4", "inference.generate", "generate sizes its KV cache with n_head (breaks GQA)",
+      ("cache = KVCache(1, c.n_kv_head,", "cache = KVCache(1, c.n_head,")),
+    M("generate_cache_len_max_tokens_r4", "inference.generate",
+      "cache capacity max_tokens (grows anyway), but max_tokens=0 now raises",
+      ("KVCache(1, c.n_kv_head, len(tokens) + max_tokens,", "KVCache(1, c.n_kv_head, max_tokens,")),
+    # ---------------- KV caches ----------------
+    M("kvcache_reset_keeps_prev_emb_r4", "inference.kv_cache", "KVCache.reset keeps the smear's previous embedding",
+      append=_RESET_KEEPS_PREV),
+    M("flash_reset_keeps_prev_emb_r4", "flash_cache.layout", "FlashKVCache.reset keeps the smear's previous embedding",
+      append=_FLASH_RESET_KEEPS_PREV),
+    M("kvcache_grow_doubling_only_r4", "inference.kv_cache", "growth doubles only, even when a chunk needs more",
+      append=_GROW_DOUBLE_ONLY),
+    M("kvcache_first_insert_no_grow_r4", "inference.kv_cache", "first insert allocates seq_len even if the chunk is longer",
+      append=_INSERT_NO_GROW),
+    M("kvcache_grow_default_dtype_r4", "inference.kv_cache", "the grown cache is float32 whatever the model dtype",
+      append=_GROW_DEFAULT_DTYPE),
+    M("flash_last_layer_reads_past_r4", "flash_cache.layout",
+      "the last layer reads the flash cache up to the advanced position + T",
+      ("            kv_cache.advance(t1 - t0)  # every layer of this forward saw the same prefix\n",
+       "            kv_cache.advance(t1 - t0)  # every layer of this forward saw the same prefix\n"
+       "            t1 = min(kv_cache.get_pos() + k.size(2), k_cache.size(1))\n")),
+    # ---------------- smear ----------------
+    M("smear_gate_reads_prev_r4", "smear.mixing", "the smear gate reads the previous position's channels",
+      ("self.smear_gate(x[:, first:, :SMEAR_CHANNELS])", "self.smear_gate(prev[..., :SMEAR_CHANNELS])")),
+    M("smear_cache_stores_smeared_r4", "smear.causality", "the cache carries the smeared (not raw) last embedding",
+      ("kv_cache.prev_embedding = embedded[:, -1:]", "kv_cache.prev_embedding = x0[:, -1:]")),
+    # ---------------- backout ----------------
+    M("backout_layer_index_r4", "backout.subtraction", "x_mid from block (n_layer - 1) // 2",
+      ("if i == self.config.n_layer // 2:", "if i == (self.config.n_layer - 1) // 2:")),
+    M("backout_mid_detached_r4", "backout.subtraction", "x_mid detached: no gradient through the backout branch",
+      ("                x_mid = x\n", "                x_mid = x.detach()\n")),
+    # ---------------- lambdas ----------------
+    M("lambdas_schedule_frac_r4", "lambdas.init", "schedule fraction i / n_layer: the last layer misses 1.05/0.05",
+      ("frac = i / max(c.n_layer - 1, 1)", "frac = i / c.n_layer")),
+    M("lambdas_after_block_r4", "lambdas.application", "lambdas applied after each block instead of before",
+      ("            if self.config.lambdas:\n"
+       "                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n"
+       "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n",
+       "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n"
+       "            if self.config.lambdas:\n"
+       "                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n")),
+    M("x0_before_smear_r4", "lambdas.application", "x0 is the embedding before the smear",
+      ("x0, x_mid = x, None", "x0, x_mid = embedded, None")),
+    M("x0_lambdas_frozen_r4", "gradients.backward", "x0_lambdas created with requires_grad=False",
+      ("self.x0_lambdas = nn.Parameter(torch.zeros(L))", "self.x0_lambdas = nn.Parameter(torch.zeros(L), requires_grad=False)")),
+    # ---------------- value embeddings ----------------
+    M("ve_layers_parity_fixed_r4", "value_embeddings.layers", "ve on odd layers, not counted back from the last",
+      ("layer_idx % 2 == (self.n_layer - 1) % 2", "layer_idx % 2 == 1")),
+    M("ve_gate_last_channels_r4", "value_embeddings.gate", "the ve gate reads the last 12 channels",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., -VE_GATE_CHANNELS:])")),
+    M("ve_gate_init_normal_r4", "value_embeddings.gate", "ve_gate initialised N(0, 0.02) instead of U(0, 0.02)",
+      ("nn.init.uniform_(block.attn.ve_gate.weight, 0.0, 0.02)", "nn.init.normal_(block.attn.ve_gate.weight, 0.0, 0.02)")),
+    M("ve_init_kv_dim_r4", "value_embeddings.mixing", "value embeddings' std 1/sqrt(kv_dim) (differs under GQA)",
+      ("nn.init.uniform_(ve.weight, -s, s)",
+       "nn.init.uniform_(ve.weight, -math.sqrt(3.0 / ve.weight.size(1)), math.sqrt(3.0 / ve.weight.size(1)))")),
+    M("ve_embeds_every_layer_r4", "value_embeddings.layers", "a value embedding built for every layer (unused ones)",
+      ("for i in range(L) if config.has_ve(i)}", "for i in range(L)}")),
+    M("ve_gate_input_detached_r4", "gradients.backward", "the ve gate's input is detached",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., :VE_GATE_CHANNELS].detach())")),
+    # ---------------- init ----------------
+    M("init_no_narrow_shrink_r4", "attention.projections", "std 1/sqrt(fan_in) without the narrowing shrink (GQA c_k/c_v)",
+      ("std = 1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in))", "std = 1.0 / math.sqrt(fan_in)")),
+    M("init_linear_uniform_r4", "attention.projections", "linear weights uniform with the right std, not normal",
+      ("nn.init.normal_(module.weight, mean=0.0, std=std)",
+       "nn.init.uniform_(module.weight, -std * math.sqrt(3.0), std * math.sqrt(3.0))")),
+    M("wte_trunc_normal_3sigma_r4", "embedding.wte", "embeddings from a normal truncated at +-3",
+      ("nn.init.normal_(module.weight, mean=0.0, std=1.0)",
+       "nn.init.trunc_normal_(module.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)")),
+    M("init_reseeds_global_r4", "gradients.backward", "init_weights re-seeds torch's global RNG with 0",
+      ('        """Initialise every weight and recompute the rotary tables (so `to_empty()` + `init_weights()` works)."""\n',
+       '        """Initialise every weight and recompute the rotary tables (so `to_empty()` + `init_weights()` works)."""\n'
+       '        torch.manual_seed(0)\n')),
+    # ---------------- RMSNorm ----------------
+    M("norm_eps_bf16_r4", "rmsnorm", "rms_norm eps of bfloat16 (0.0078) for every dtype",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.bfloat16).eps)")),
+    M("norm_float32_upcast_r4", "rmsnorm", "norm computed in float32 and cast back (float64 loses precision)",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x.float(), (x.size(-1),)).to(x.dtype)")),
 )

@@ -71,6 +71,13 @@ def check_rule(rule, param, fan_out, fan_in, n_layer, where):
             assert low <= values.min() and values.max() <= high, f"{where}: outside U({low:.3g}, {high:.3g})"
             distance = ks_distance(values, lambda x: ((x - low) / (high - low)).clamp(0, 1))
         assert distance < critical, f"{where}: KS distance {distance:.3f} >= {critical:.3f} from {rule.describe()}"
+        if n >= 2000:
+            # the tails: kurtosis 3 for a normal, 1.8 for a uniform; a normal truncated at 3 sigma (2.8) or another
+            # shape of the same std moves it by far more than its standard error, sqrt(24 / n)
+            centred = values - values.mean()
+            kurtosis = (centred ** 4).mean().item() / (centred ** 2).mean().item() ** 2
+            expected = 3.0 if rule.dist == "normal" else 1.8
+            assert abs(kurtosis - expected) < 5 * math.sqrt(24 / n), f"{where}: kurtosis {kurtosis:.3f}, not {expected}"
         # a std off by 10% moves the KS distance by less than the critical value at small n: check it too
         assert abs(values.std().item() / std - 1) < max(0.1, 3 / math.sqrt(n)), f"{where}: std {values.std():.4g} vs {std:.4g}"
 

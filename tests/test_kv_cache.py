@@ -96,13 +96,16 @@ def test_a_full_cache_grows_and_keeps_every_layers_entries(model, idx, config, n
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_the_cache_holds_keys_in_the_dtype_attention_computes_them_in(make_model, config, idx, new_cache, caches,
-                                                                      run_traced, dtype):
+                                                                      run_traced, arch, dtype):
     """With float32 or bfloat16 weights the cached keys and values have the dtype of the keys attention computed,
-    not one hard-coded (nanochat PR 795)."""
+    before and after the cache grows, not one hard-coded (nanochat PR 795)."""
     model = cast_parameters(make_model(config), dtype)
     traced = run_traced(model, idx[:, :4])
-    cache = new_cache(config, dtype=traced["transformer.h.0.attn.k_norm"].dtype)
-    model(idx[:, :4], kv_cache=cache)
+    # sized for 2 where caches grow: the grown storage keeps the dtype too
+    cache = new_cache(config, seq_len=2 if arch.kv_cache_grows else 16, dtype=traced["transformer.h.0.attn.k_norm"].dtype)
+    with torch.inference_mode():
+        model(idx[:, :1], kv_cache=cache)
+        model(idx[:, 1:8], kv_cache=cache)
     keys, values = caches.tensors(cache)
     assert keys.dtype == values.dtype == traced["transformer.h.0.attn.k_norm"].dtype
 

@@ -76,10 +76,12 @@ def test_bad_token_batches_are_rejected(model, make_idx, message):
 
 @pytest.mark.parametrize("make_targets, message", [
     (lambda idx: idx[:, :-1], r"targets must be an integer tensor of the same shape as idx \(2, 16\), got a tensor of shape \(2, 15\)"),
+    (lambda idx: idx.T, r"the same shape as idx \(2, 16\), got a tensor of shape \(16, 2\)"),
+    (lambda idx: idx.reshape(-1), r"the same shape as idx \(2, 16\), got a tensor of shape \(32,\)"),
     (lambda idx: idx.float(), r"dtype torch.float32"),
     (lambda idx: idx - 2, r"targets must lie in \[0, 64\) or be -1 \(ignored\), got values in \[-2,"),
     (lambda idx: idx + 64, r"got values in \[64,"),
-], ids=["shorter", "float", "below-minus-1", "vocab_size-and-above"])
+], ids=["shorter", "transposed", "flat", "float", "below-minus-1", "vocab_size-and-above"])
 def test_bad_targets_are_rejected(model, idx, make_targets, message):
     """Targets must match idx in shape and hold vocabulary ids or -1."""
     with pytest.raises(ValueError, match=message):
