@@ -708,8 +708,8 @@ MUTANTS = (
       equivalent=True),
 )
 
-from nanochat.mutants_blind import ROUND_1, ROUND_2, ROUND_3, ROUND_4  # noqa: E402 - the blind rounds build on M
+from nanochat.mutants_blind import ROUND_1, ROUND_2, ROUND_3, ROUND_4, ROUND_5  # noqa: E402 - the blind rounds build on M
 
-MUTANTS = MUTANTS + ROUND_1 + ROUND_2 + ROUND_3 + ROUND_4
+MUTANTS = MUTANTS + ROUND_1 + ROUND_2 + ROUND_3 + ROUND_4 + ROUND_5
 BY_NAME = {m.name: m for m in MUTANTS}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

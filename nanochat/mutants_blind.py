@@ -24,6 +24,11 @@ Round 4 (a fresh reviewer): 66 mutants, 63 killed at first; the 3 survivors (tar
 as many elements, a grown KV cache that loses its dtype, an embedding drawn from a normal truncated at 3
 sigma) led to the transposed and flat targets cases, growth in the cache dtype test, and a kurtosis check
 of every normal or uniform init.
+
+Round 5 (a fresh reviewer): 52 mutants, 50 killed at first; the 2 survivors (a flash-style cache that never
+receives the smear's last embedding, and a bad loss_reduction accepted when no targets are given) led to
+tests/test_flash_cache.py's smear decode test and the without-targets case of the loss_reduction check.
+With at most 2 survivors, both then killed, round 5 ends the blind rounds.
 """
 
 from nanochat.mutants import M
@@ -1048,4 +1053,247 @@ ROUND_4 = (
       ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.bfloat16).eps)")),
     M("norm_float32_upcast_r4", "rmsnorm", "norm computed in float32 and cast back (float64 loses precision)",
       ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x.float(), (x.size(-1),)).to(x.dtype)")),
+)
+
+
+# ---- Round 5 ------------------------------------------------------------------------------------
+
+_FWD_LAMBDAS = ("            if self.config.lambdas:\n"
+                "                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n"
+                "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+                "            x = block(x, cos_sin, kv_cache, ve)\n")
+_FWD_BLOCK_MID = ("            x = block(x, cos_sin, kv_cache, ve)\n"
+                  "            if i == self.config.n_layer // 2:\n"
+                  "                x_mid = x\n")
+_RED_CHECK = ("        if loss_reduction not in (\"mean\", \"sum\", \"none\"):\n"
+              "            raise ValueError(f\"loss_reduction must be 'mean', 'sum' or 'none', got {loss_reduction!r}\")\n")
+_TGT_NONE = ("        if targets is None:\n"
+             "            return\n")
+
+ROUND_5 = (
+    # ---- sliding window -------------------------------------------------------------------------
+    M("window_fastpath_off_by_one_r5", "sliding_window.keys",
+      "the is_causal shortcut is taken when T = W + 2, so the last query also sees key 0 (one too many)",
+      ("self.window >= Tk - 1):", "self.window >= Tk - 2):")),
+    M("window_short_floor_quarter_r5", "sliding_window.window_sizes",
+      "S floors sequence_len/4 before rounding up to 128: sequence_len 513..515 (mod 512) gets a tile too few",
+      ("-(-self.sequence_len // 4 // 128) * 128", "-(-(self.sequence_len // 4) // 128) * 128")),
+    M("window_pattern_not_tiled_r5", "sliding_window.window_sizes",
+      "the pattern is not tiled: layers past its length repeat its last character (SSSL -> SSSLLLL...)",
+      ("self.window_pattern[i % len(self.window_pattern)] == \"S\"",
+       "self.window_pattern[min(i, len(self.window_pattern) - 1)] == \"S\"")),
+    # ---- value embeddings -----------------------------------------------------------------------
+    M("has_ve_odd_layers_r5", "value_embeddings.layers",
+      "value embeddings on odd layers counted from the front: for odd n_layer the last layer has none",
+      ("return self.value_embeds and layer_idx % 2 == (self.n_layer - 1) % 2",
+       "return self.value_embeds and layer_idx % 2 == 1")),
+    M("ve_tables_shared_r5", "value_embeddings.mixing",
+      "every value-embedding layer reads the first table (the others are dead parameters)",
+      ("ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None",
+       "ve = next(iter(self.value_embeds.values()))(idx) if self.config.has_ve(i) else None")),
+    M("ve_init_uses_kv_dim_r5", "value_embeddings.mixing",
+      "value embeddings init U(-s, s) with s from kv_dim instead of n_embd (differs under GQA)",
+      ("c, s = self.config, math.sqrt(3.0 / self.config.n_embd)",
+       "c, s = self.config, math.sqrt(3.0 / (self.config.n_kv_head * self.config.head_dim))")),
+    M("ve_gate_init_last_only_r5", "value_embeddings.gate",
+      "only the last layer's ve_gate gets U(0, 0.02); earlier gates keep the fan-in normal init",
+      ("for block in self.transformer.h:\n            if block.attn.ve_gate is not None:",
+       "for block in self.transformer.h[-1:]:\n            if block.attn.ve_gate is not None:")),
+    M("ve_gate_input_detached_r5", "gradients.backward",
+      "the value-embedding gate's input is detached: no gradient flows back through the gate",
+      ("self.ve_gate(x[..., :VE_GATE_CHANNELS])", "self.ve_gate(x[..., :VE_GATE_CHANNELS].detach())")),
+    M("ve_table_unpadded_r5", "padded_vocab.parameters",
+      "value-embedding tables have vocab_size rows, not the padded vocabulary",
+      ("{str(i): nn.Embedding(V, kv_dim)", "{str(i): nn.Embedding(config.vocab_size, kv_dim)")),
+    # ---- lambdas --------------------------------------------------------------------------------
+    M("lambdas_skip_first_block_r5", "lambdas.application",
+      "the lambdas are not applied before block 0",
+      ("if self.config.lambdas:\n                x = self.resid", "if self.config.lambdas and i > 0:\n                x = self.resid")),
+    M("lambdas_after_block_r5", "lambdas.application",
+      "the lambdas are applied after each block instead of before it",
+      (_FWD_LAMBDAS,
+       "            ve = self.value_embeds[str(i)](idx) if self.config.has_ve(i) else None\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n"
+       "            if self.config.lambdas:\n"
+       "                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0\n")),
+    M("lambdas_x0_pre_smear_r5", "lambdas.application",
+      "x0 for the x0 lambdas is the embedding before the smear, not after it",
+      ("x0, x_mid = x, None", "x0, x_mid = embedded, None")),
+    M("x0_detached_in_lambdas_r5", "gradients.backward",
+      "x0 is detached in the lambda mix: the embedding gets no gradient through the x0 path",
+      ("self.x0_lambdas[i] * x0\n", "self.x0_lambdas[i] * x0.detach()\n")),
+    M("resid_lambdas_detached_r5", "gradients.backward",
+      "resid_lambdas are detached in forward: a frozen parameter",
+      ("x = self.resid_lambdas[i] * x", "x = self.resid_lambdas[i].detach() * x")),
+    # ---- smear ----------------------------------------------------------------------------------
+    M("smear_state_only_kvcache_r5", "smear.mixing",
+      "the smear's last embedding is saved only in a KVCache, never in a FlashKVCache",
+      ("if self.config.smear and kv_cache is not None:", "if self.config.smear and isinstance(kv_cache, KVCache):")),
+    M("smear_prev_detached_r5", "gradients.backward",
+      "the smeared-in previous embedding is detached (no gradient through the bigram path, without a cache)",
+      ("prev = x[:, :-1] if last is None", "prev = x[:, :-1].detach() if last is None")),
+    M("smear_gate_input_detached_r5", "gradients.backward",
+      "the smear gate's input is detached",
+      ("self.smear_gate(x[:, first:, :SMEAR_CHANNELS])", "self.smear_gate(x[:, first:, :SMEAR_CHANNELS].detach())")),
+    M("smear_lambda_not_reinit_r5", "smear.mixing",
+      "init_weights does not reset smear_lambda (to_empty()+init_weights() or a re-init keeps stale values)",
+      ("nn.init.zeros_(self.smear_lambda)  # smear starts off", "pass  # smear_lambda starts at zero (__init__)")),
+    M("kvcache_reset_keeps_prev_emb_r5", "inference.kv_cache",
+      "KVCache.reset rewinds the position but keeps the smear's previous embedding",
+      append="def _kv_reset_r5(self):\n    self.pos = 0\n\n\nKVCache.reset = _kv_reset_r5\n"),
+    M("flash_reset_keeps_prev_emb_r5", "flash_cache.layout",
+      "FlashKVCache.reset zeroes cache_seqlens but keeps the smear's previous embedding",
+      append="def _flash_reset_r5(self):\n    self.cache_seqlens.zero_()\n\n\nFlashKVCache.reset = _flash_reset_r5\n"),
+    # ---- backout --------------------------------------------------------------------------------
+    M("backout_mid_before_block_r5", "backout.subtraction",
+      "x_mid is the input of block n_layer // 2, not its output",
+      (_FWD_BLOCK_MID,
+       "            if i == self.config.n_layer // 2:\n"
+       "                x_mid = x\n"
+       "            x = block(x, cos_sin, kv_cache, ve)\n")),
+    M("backout_mid_detached_r5", "gradients.backward",
+      "x_mid is detached in the backout subtraction",
+      ("x = x - self.backout_lambda * x_mid", "x = x - self.backout_lambda * x_mid.detach()")),
+    M("backout_lambda_init_in_ctor_r5", "backout.subtraction",
+      "backout_lambda = 0.2 is set in __init__ only; init_weights leaves it as it is",
+      ("self.backout_lambda = nn.Parameter(torch.zeros(1))", "self.backout_lambda = nn.Parameter(torch.full((1,), 0.2))"),
+      ("nn.init.constant_(self.backout_lambda, 0.2)", "pass")),
+    # ---- padded vocabulary / loss ---------------------------------------------------------------
+    M("check_inputs_padded_vocab_r5", "contract.validation",
+      "forward validates token ids and targets against the padded vocabulary, not vocab_size",
+      ("    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.vocab_size",
+       "    def _check_inputs(self, idx, targets, T0, loss_reduction):\n        V = self.config.padded_vocab_size")),
+    M("padded_vocab_overpads_r5", "padded_vocab.parameters",
+      "a vocabulary already a multiple of the padding gets a whole extra block of rows",
+      ("return -(-self.vocab_size // self.pad_vocab_size_to) * self.pad_vocab_size_to",
+       "return self.vocab_size if self.pad_vocab_size_to == 1 else "
+       "(self.vocab_size // self.pad_vocab_size_to + 1) * self.pad_vocab_size_to")),
+    M("loss_over_padded_logits_r5", "padded_vocab.logits",
+      "the returned logits are sliced, but the loss is computed over the padded logits",
+      ("logits = self.lm_head(x)[..., :self.config.vocab_size]  # (B, T, V): padding rows sliced off",
+       "logits = self.lm_head(x)  # (B, T, V_padded)"),
+      ("        if targets is None:\n            return logits\n",
+       "        if targets is None:\n            return logits[..., :self.config.vocab_size]\n")),
+    M("loss_mean_per_row_r5", "loss.cross_entropy",
+      "the mean is taken per row and then over rows (wrong when rows have different numbers of ignored targets)",
+      ("return losses.sum() / (targets != -1).sum().clamp(min=1)",
+       "valid = (targets != -1).view(B, -1)\n"
+       "        return (losses.view(B, -1).sum(1) / valid.sum(1).clamp(min=1)).mean()")),
+    M("logits_float64_downcast_r5", "lm_head.untied_softcap",
+      "logits always cast to float32: a float64 model loses precision",
+      ("logits = logits.to(torch.promote_types(logits.dtype, torch.float32))", "logits = logits.float()")),
+    # ---- KV cache (engine monkeypatches) --------------------------------------------------------
+    M("kv_grow_drops_dtype_r5", "inference.kv_cache",
+      "KVCache._grow allocates the grown buffer in the default dtype (bf16 caches become float32)",
+      append=("def _grow_r5(self, needed):\n"
+              "    capacity = max(needed, 2 * self.kv_cache.size(4))\n"
+              "    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim, device=self.kv_cache.device)\n"
+              "    grown[..., :self.kv_cache.size(4), :] = self.kv_cache\n"
+              "    self.kv_cache = grown\n\n\nKVCache._grow = _grow_r5\n")),
+    M("kv_grow_only_doubles_r5", "inference.kv_cache",
+      "KVCache._grow doubles without checking the need: a chunk longer than the capacity fails",
+      append=("def _grow_r5(self, needed):\n"
+              "    capacity = 2 * self.kv_cache.size(4)\n"
+              "    grown = torch.empty(*self.kv_cache.shape[:4], capacity, self.head_dim,\n"
+              "                        dtype=self.kv_cache.dtype, device=self.kv_cache.device)\n"
+              "    grown[..., :self.kv_cache.size(4), :] = self.kv_cache\n"
+              "    self.kv_cache = grown\n\n\nKVCache._grow = _grow_r5\n")),
+    M("kv_first_alloc_no_room_r5", "inference.kv_cache",
+      "KVCache's first allocation is seq_len, even when the prefill is longer (only later inserts grow)",
+      append=("def _insert_kv_r5(self, layer_idx, k, v):\n"
+              "    expected = (self.batch_size, self.num_heads, k.size(2) if k.ndim == 4 else -1, self.head_dim)\n"
+              "    if k.ndim != 4 or tuple(k.shape) != expected or v.shape != k.shape:\n"
+              "        raise ValueError(f'insert_kv expects k and v of shape (B, H_kv, T, D), got {tuple(k.shape)}')\n"
+              "    if not 0 <= layer_idx < self.num_layers:\n"
+              "        raise ValueError(f'layer_idx must lie in [0, {self.num_layers}), got {layer_idx}')\n"
+              "    t0, t1 = self.pos, self.pos + k.size(2)\n"
+              "    if self.kv_cache is None:\n"
+              "        shape = (self.num_layers, 2, self.batch_size, self.num_heads, self.seq_len, self.head_dim)\n"
+              "        self.kv_cache = torch.empty(shape, dtype=k.dtype, device=k.device)\n"
+              "    elif t1 > self.kv_cache.size(4):\n"
+              "        self._grow(t1)\n"
+              "    self.kv_cache[layer_idx, 0, :, :, t0:t1] = k\n"
+              "    self.kv_cache[layer_idx, 1, :, :, t0:t1] = v\n"
+              "    k_all = self.kv_cache[layer_idx, 0, :, :, :t1]\n"
+              "    v_all = self.kv_cache[layer_idx, 1, :, :, :t1]\n"
+              "    if layer_idx == self.num_layers - 1:\n"
+              "        self.pos = t1\n"
+              "    return k_all, v_all\n\n\nKVCache.insert_kv = _insert_kv_r5\n")),
+    M("flash_advance_row0_only_r5", "flash_cache.layout",
+      "FlashKVCache.advance moves cache_seqlens of the first row only (rows 1.. stay at 0)",
+      append="def _advance_r5(self, num_tokens):\n    self.cache_seqlens[0] += num_tokens\n\n\nFlashKVCache.advance = _advance_r5\n"),
+    # ---- attention ------------------------------------------------------------------------------
+    M("gqa_tiled_in_masked_path_r5", "attention.gqa",
+      "in the masked (cached / windowed) path kv heads are tiled (h reads h % n_kv), not grouped",
+      ("y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)",
+       "if gqa:\n"
+       "                rep = self.n_head // self.n_kv_head\n"
+       "                k, v = k.repeat(1, rep, 1, 1), v.repeat(1, rep, 1, 1)\n"
+       "            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")),
+    M("attn_mask_no_device_r5", "attention.causal_mask",
+      "attention_mask builds its positions on the CPU (GPU only: a device mismatch in cached decoding)",
+      ("q_pos = torch.arange(Tk - Tq, Tk, device=device)[:, None]\n    k_pos = torch.arange(Tk, device=device)[None, :]",
+       "q_pos = torch.arange(Tk - Tq, Tk)[:, None]\n    k_pos = torch.arange(Tk)[None, :]")),
+    M("rmsnorm_eps_1e5_r5", "rmsnorm",
+      "RMSNorm with a fixed eps=1e-5 instead of the dtype's machine epsilon",
+      ("return F.rms_norm(x, (x.size(-1),))", "return F.rms_norm(x, (x.size(-1),), eps=1e-5)")),
+    # ---- rope -----------------------------------------------------------------------------------
+    M("rope_angles_in_bf16_r5", "rope.rotary",
+      "the angles are rounded to bfloat16 before cos/sin (instead of rounding cos/sin)",
+      ("cos, sin = freqs.cos().bfloat16(), freqs.sin().bfloat16()",
+       "cos, sin = freqs.bfloat16().cos(), freqs.bfloat16().sin()")),
+    # ---- init -----------------------------------------------------------------------------------
+    M("init_fan_ignores_narrowing_r5", "attention.projections",
+      "linear std is 1/sqrt(fan_in) without the min(1, sqrt(fan_out/fan_in)) shrink (GQA c_k, c_v)",
+      ("std = 1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in))", "std = 1.0 / math.sqrt(fan_in)")),
+    M("embedding_init_trunc_3sigma_r5", "embedding.wte",
+      "embeddings drawn from a normal truncated at +-3 (std 0.986, no tails)",
+      ("nn.init.normal_(module.weight, mean=0.0, std=1.0)",
+       "nn.init.trunc_normal_(module.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)")),
+    # ---- estimate_flops -------------------------------------------------------------------------
+    M("flops_window_no_clamp_r5", "scaling.parameter_count",
+      "estimate_flops counts the short window even when it exceeds sequence_len",
+      ("else min(w, c.sequence_len) for w in", "else w for w in")),
+    M("flops_attn_uses_kv_heads_r5", "scaling.parameter_count",
+      "estimate_flops's attention term uses n_kv_head instead of n_head",
+      ("12 * c.n_head * c.head_dim * t", "12 * c.n_kv_head * c.head_dim * t")),
+    # ---- validation -----------------------------------------------------------------------------
+    M("rotary_check_ignores_cache_pos_r5", "contract.validation",
+      "the rotary-length check ignores the cache position: decoding off the table's end is not a ValueError",
+      ("if T == 0 or T0 + T > self.rotary_seq_len:", "if T == 0 or T > self.rotary_seq_len:")),
+    M("reduction_checked_only_with_tgt_r5", "contract.validation",
+      "a bad loss_reduction is accepted silently when no targets are given",
+      (_RED_CHECK + _TGT_NONE, _TGT_NONE + _RED_CHECK)),
+    M("targets_shape_numel_only_r5", "contract.validation",
+      "targets are checked for element count only: flat or transposed targets are accepted",
+      ("targets.shape == idx.shape)", "targets.numel() == idx.numel())")),
+    M("value_check_on_meta_r5", "contract.validation",
+      "token values are read on every non-CUDA device: a forward on the meta device raises",
+      ("if idx.device.type == \"cpu\":", "if idx.device.type != \"cuda\":")),
+    M("config_pad_not_validated_r5", "contract.validation",
+      "pad_vocab_size_to is not validated (0 fails later with ZeroDivisionError, not ValueError)",
+      ("\"n_embd\", \"pad_vocab_size_to\"):", "\"n_embd\"):")),
+    M("gate_channels_boundary_r5", "contract.validation",
+      "n_embd equal to the gate's channels (12 / 24) is rejected",
+      ("if getattr(self, name) and self.n_embd < channels:", "if getattr(self, name) and self.n_embd <= channels:")),
+    # ---- generate -------------------------------------------------------------------------------
+    M("generate_cache_uses_n_head_r5", "inference.generate",
+      "generate sizes its KVCache with n_head kv heads: GQA models cannot generate",
+      ("cache = KVCache(1, c.n_kv_head,", "cache = KVCache(1, c.n_head,")),
+    M("topk_clamp_off_by_one_r5", "inference.generate",
+      "top_k >= vocab_size is clamped to vocab_size - 1: the least likely token is never sampled",
+      ("min(top_k, logits.size(-1))", "min(top_k, logits.size(-1) - 1)")),
+    M("seed_upper_bound_2_63_r5", "inference.generate",
+      "seeds in [2**63, 2**64) are rejected",
+      ("-2 ** 63 <= seed < 2 ** 64)", "-2 ** 63 <= seed < 2 ** 63)")),
+    M("top_k_accepts_bool_r5", "inference.generate",
+      "top_k=True is accepted (as 1)",
+      ("if top_k is not None and not (_is_int(top_k) and top_k >= 0):",
+       "if top_k is not None and not (isinstance(top_k, int) and top_k >= 0):")),
+    M("generate_len_check_off_by_one_r5", "inference.generate",
+      "a prompt plus max_tokens exactly filling the rotary table is rejected",
+      ("if len(tokens) + max_tokens > self.rotary_seq_len:", "if len(tokens) + max_tokens >= self.rotary_seq_len:")),
+    M("generate_limit_seq_len_r5", "inference.generate",
+      "generate refuses to run past sequence_len (not the 10x rotary table)",
+      ("if len(tokens) + max_tokens > self.rotary_seq_len:", "if len(tokens) + max_tokens > self.config.sequence_len:")),
 )

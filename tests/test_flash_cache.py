@@ -65,3 +65,16 @@ def test_a_reset_flash_cache_forgets_the_smears_last_embedding(make_model, make_
         return torch.cat([model(other[:, :4], kv_cache=c), model(other[:, 4:5], kv_cache=c)], dim=1)
 
     torch.testing.assert_close(decode(cache), decode(flash.for_config(config, 2, 16)), rtol=0, atol=0)
+
+
+@pytest.mark.component("smear.causality")
+def test_a_flash_cache_carries_the_smears_last_embedding_from_prefill_to_decode(make_model, make_config, flash, idx):
+    """With smear on, prefill then one token at a time through the flash-style cache gives the full forward's logits:
+    the cache hands each step its predecessor's embedding, as the per-layer cache does."""
+    config = make_config("smear")
+    model = make_model(config, live=("smear",))
+    with torch.no_grad():
+        model.smear_lambda.fill_(0.7)
+    cache = flash.for_config(config, 2, 16)
+    out = [model(idx[:, :6], kv_cache=cache)] + [model(idx[:, t:t + 1], kv_cache=cache) for t in range(6, 16)]
+    torch.testing.assert_close(torch.cat(out, dim=1), model(idx), rtol=1e-5, atol=1e-5)

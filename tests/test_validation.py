@@ -88,10 +88,11 @@ def test_bad_targets_are_rejected(model, idx, make_targets, message):
         model(idx, make_targets(idx))
 
 
-def test_unknown_loss_reduction_is_rejected(model, idx):
-    """loss_reduction must be 'mean', 'sum' or 'none'."""
+@pytest.mark.parametrize("with_targets", [True, False], ids=["with-targets", "without-targets"])
+def test_unknown_loss_reduction_is_rejected(model, idx, with_targets):
+    """loss_reduction must be 'mean', 'sum' or 'none', also when no targets are given (a typo is never ignored)."""
     with pytest.raises(ValueError, match="loss_reduction must be 'mean', 'sum' or 'none', got 'avg'"):
-        model(idx, idx, loss_reduction="avg")
+        model(idx, idx if with_targets else None, loss_reduction="avg")
 
 
 def test_rejected_input_leaves_the_kv_cache_untouched(model, config):
