@@ -15,8 +15,9 @@ the top-level conftest.py (for a run with another ini file).
   test, unless `--with-extras` says it is a copy of nanochat/gpt.py (the mutation runner's mutants).
 - Tests marked `tooling` verify the project's tools, not the model; they run only on the
   project's own implementation.
-- `--prioritize-component KEY` runs the tests of one component first (the mutation runner's
-  fast path together with -x).
+- `--prioritize-component KEY` runs the tests of one component first, then the rest of its table
+  row's, then the oracle and validation tests, then the others (the mutation runner's fast path
+  together with -x: a mutant is usually killed within its first few tests).
 - `--outcomes PATH` writes every test's outcome, sub-components and docstring as JSON; the
   coverage report (python -m nanochat.coverage) is generated from it. The file also says whether
   the run was the whole suite run to its end (`complete`; `incomplete` lists why not: -k, -m,
@@ -60,7 +61,8 @@ def pytest_addoption(parser):
     group.addoption("--with-extras", action="store_true",
                     help="the implementation is a copy of nanochat/gpt.py: also run the project_only tests")
     group.addoption("--prioritize-component", default=None, metavar="KEY",
-                    help="run the tests of this component (or sub-component) first")
+                    help="run the tests of this component (or sub-component) first, then its table row's, "
+                         "then the oracle and validation tests")
     group.addoption("--expect-failures", default=None, metavar="PATH",
                     help="a file of node ids, one per line (# starts a comment): the run passes when exactly these "
                          "tests fail (the known findings of a real implementation), and fails on any other failure "
@@ -144,8 +146,21 @@ def pytest_collection_modifyitems(session, config, items):
 
     first = config.getoption("prioritize_component")
     if first:
-        wanted = set(expand(first))
-        items.sort(key=lambda item: not wanted.intersection(item.stash[COMPONENTS_KEY]))  # stable
+        tiers = priority_tiers(first)
+        items.sort(key=lambda item: next((rank for rank, ids in enumerate(tiers)
+                                          if ids.intersection(item.stash[COMPONENTS_KEY])), len(tiers)))  # stable
+
+
+# after the component itself: whole-model comparisons with the independent reference, and the checks
+# of every input and boundary, which catch most bugs whose symptom shows outside their own component
+BROAD_CATCHERS = ("contract.oracle", "contract.validation")
+
+
+def priority_tiers(key):
+    """The order --prioritize-component KEY runs the tests in, as sets of sub-component IDs: KEY's,
+    then the rest of its component's, then the broad catchers; every other test after these."""
+    component = key.split(".", 1)[0]
+    return [set(expand(key)), set(expand(component)), {s for c in BROAD_CATCHERS for s in expand(c)}]
 
 
 # ------------------------------------------------------------------------------------------------

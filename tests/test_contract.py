@@ -3,9 +3,11 @@
 
 import json
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from nanochat.contract import ContractError, load_implementation
 
@@ -239,15 +241,39 @@ def test_options_naming_nothing_usable_are_usage_errors(suite, tmp_path, args, m
 
 
 def test_prioritize_component_runs_that_components_tests_first(suite):
-    """--prioritize-component KEY moves the tests of KEY to the front, keeping the order otherwise."""
+    """--prioritize-component KEY runs KEY's tests first, then its row's, then the oracle and validation
+    tests, then the rest, keeping the order within each group."""
     result = suite("""
         import pytest
         @pytest.mark.component("loss")
         def test_a(): pass
-        @pytest.mark.component("rope")
+        @pytest.mark.component("contract.validation")
         def test_b(): pass
-        @pytest.mark.component("loss")
+        @pytest.mark.component("attention.rope")
         def test_c(): pass
-    """, "--prioritize-component", "rope", "-v")
+        @pytest.mark.component("contract.oracle")
+        def test_d(): pass
+        @pytest.mark.component("attention.qk_norm")
+        def test_e(): pass
+        @pytest.mark.component("mlp")
+        def test_f(): pass
+    """, "--prioritize-component", "attention.qk_norm", "-v")
     lines = [line for line in result.outlines if "::test_" in line and "PASSED" in line]
-    assert [line.split("::")[1].split()[0] for line in lines] == ["test_b", "test_a", "test_c"]
+    assert [line.split("::")[1].split()[0] for line in lines] == ["test_e", "test_c", "test_b", "test_d",
+                                                                  "test_a", "test_f"]
+
+
+@pytest.mark.parametrize("wrong, got", [
+    (lambda logits: logits[..., :-1], r"\(2, 16, 63\)"),
+    (lambda logits: logits.flatten(0, 1), r"\(32, 64\)"),
+    (lambda logits: (logits, None), "tuple"),
+], ids=["one-column-short", "flattened", "a-tuple"])
+def test_a_forward_that_returns_the_wrong_shape_fails_naming_the_contract(make_model, config, idx, wrong, got):
+    """Every model the fixtures build checks what forward returns: an implementation giving anything but
+    (B, T, vocab_size) logits fails with that sentence, before a test can trip over it (IndexError: Target 63...)."""
+    model = make_model(config)
+    right = type(model).forward
+    model.forward = types.MethodType(lambda self, *args, **kwargs: wrong(right(self, *args, **kwargs)), model)
+    with pytest.raises(AssertionError, match=r"forward must return \(B, T, vocab_size\) logits: "
+                                             rf"expected \(2, 16, 64\), got {got}"):
+        torch.nn.functional.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
