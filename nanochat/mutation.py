@@ -29,9 +29,11 @@ error, else 3 if a mutant is stale (the catalog needs attention), else 0.
 How it runs: an unmutated copy (the *control*) must pass the suite, else nothing is scored (with
 --json, the result then says `"control": "failed"` and why, so that the report can say so). Every
 run is `pytest -x --gpt-impl COPY --prioritize-component ID`, so it stops at the first failure
-and starts with the tests of the component the mutant breaks. A copy is "another implementation"
-to the suite's plugin, so `project_only` tests do not run against it: a bug in a project-only
-feature can only survive. On Linux one parent process imports torch, pytest and hypothesis once and
+and starts with the tests of the component the mutant breaks (then the rest of its table row, then
+the oracle and validation tests, then the others). A copy of the project's own gpt.py also gets
+`--with-extras`, so its `project_only` tests (ValueErrors, generate, estimate_flops) run too; another
+implementation is verified on the contract alone, and the mutants of project-only features
+(`own_only`) are not applicable to it. On Linux one parent process imports torch, pytest and hypothesis once and
 forks a child per mutant (single-threaded when --jobs > 1); elsewhere, or once the parent has
 threads that fork would not copy safely, each run is a fresh `python -m pytest` subprocess.
 
