@@ -401,6 +401,10 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
         card = load_card(architecture)
     except CardError as e:
         raise HarnessFailure(str(e)) from None
+    if (runner is None or runner is run_tasks) and use_fork is not False:
+        # first: a CUDA check below imports torch, and numpy with it, whose OpenBLAS would start a
+        # thread pool; a parent with threads cannot fork, and every run would pay a fresh interpreter
+        _preload()
     keep = workdir is not None
     workdir = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="nanochat-mutants-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -422,8 +426,6 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
             tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))
 
         runner = runner or run_tasks
-        if runner is run_tasks and use_fork is not False:
-            _preload()
 
         def done(task, code, outcomes, seconds):
             if task.name == CONTROL:

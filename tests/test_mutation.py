@@ -1,6 +1,10 @@
 """Tooling: `python -m nanochat.mutation`, the mutant catalog (nanochat/mutants.py) and its runner."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -325,6 +329,27 @@ def test_the_control_run_honours_the_timeout(stub, tmp_path):
                        use_fork=False)
     assert finished == [mutation.TIMED_OUT]
     assert time.monotonic() - started < 20
+
+
+def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
+    """Checking CUDA for a needs_cuda mutant imports torch, and numpy's OpenBLAS thread pool with it: the
+    runner preloads first, so the parent is still single-threaded when the runs start, and every run is
+    a fork sharing its imports rather than a fresh interpreter (seconds more per mutant)."""
+    impl, _ = stub
+    script = textwrap.dedent(f"""
+        import sys
+        from nanochat import mutation
+        from nanochat.mutants import M
+        seen = []
+        mutation.run_tasks = lambda *args: seen.append(mutation._single_threaded())
+        catalog = (M("cuda_probe", "rope", "a CUDA-only probe", ("no such text", "x"), needs_cuda=True),
+                   M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")))
+        mutation.run_catalog(catalog, {str(impl)!r}, jobs=2)
+        sys.exit(0 if seen == [True] else 1)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_outside_a_source_checkout_the_runner_says_it_needs_one(tmp_path, monkeypatch, capsys):
