@@ -112,6 +112,22 @@ def test_tables_match_float64_at_every_position_to_the_end(impl, arch, make_mode
     assert (model.cos.double() - other_cos).abs().max() > 0.1
 
 
+def test_init_weights_recomputes_the_tables_of_a_model_built_on_the_meta_device(impl, make_config):
+    """A model built on the meta device has no table values, and to_empty() leaves garbage (here NaN):
+    init_weights() recomputes cos and sin, equal to a CPU-built model's (nanochat PR 686)."""
+    config = make_config()
+    built = impl.GPT(config)
+    with torch.device("meta"):
+        model = impl.GPT(config)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        model.cos.fill_(float("nan"))
+        model.sin.fill_(float("nan"))
+    model.init_weights()
+    torch.testing.assert_close(model.cos, built.cos, rtol=0, atol=0)
+    torch.testing.assert_close(model.sin, built.sin, rtol=0, atol=0)
+
+
 def test_tables_are_buffers_of_the_card_dtype_outside_the_state_dict(impl, arch, model):
     """cos and sin are buffers in the card's table dtype, derived from the config, so not saved with the weights."""
     buffers = dict(model.named_buffers())
