@@ -300,7 +300,7 @@ class GPT(nn.Module):
         return 6 * n_matmul + sum(12 * c.n_head * c.head_dim * t for t in seen)
 
     def forward(self, idx, targets=None, kv_cache=None, loss_reduction="mean"):
-        T0 = 0 if kv_cache is None else kv_cache.get_pos()
+        T0 = self._cache_position(kv_cache)
         self._check_inputs(idx, targets, T0, loss_reduction)
         B, T = idx.size()
         cos_sin = self.cos[:, T0:T0 + T], self.sin[:, T0:T0 + T]  # RoPE resumes at the cache position
@@ -348,6 +348,18 @@ class GPT(nn.Module):
         first = x.size(1) - prev.size(1)  # 1 when position 0 of this chunk has no predecessor
         gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, first:, :SMEAR_CHANNELS]))
         return torch.cat([x[:, :first], x[:, first:] + gate * prev], dim=1)
+
+    @staticmethod
+    def _cache_position(kv_cache):
+        """Where the chunk starts: one position for the whole batch. A flash-style cache keeps one per row
+        (cache_seqlens); rows at different positions are refused, not all decoded at row 0's (nanochat PR 485)."""
+        if kv_cache is None:
+            return 0
+        rows = getattr(kv_cache, "cache_seqlens", None)
+        if torch.is_tensor(rows) and rows.device.type != "meta" and not bool((rows == rows[0]).all()):
+            raise ValueError(f"every row of the KV cache must stand at the same position, got cache_seqlens "
+                             f"{rows.tolist()}")
+        return kv_cache.get_pos()
 
     def _check_inputs(self, idx, targets, T0, loss_reduction):
         V = self.config.vocab_size

@@ -37,6 +37,7 @@ class Mutant:
     equivalent: bool = False
     own_only: bool = False  # breaks a project extra (generate, ValueErrors) or our engine: not for other implementations
     needs_cuda: bool = False  # only observable on a CUDA device (e.g. a tensor made on the CPU): not run without one
+    needs_bf16_tables: bool = False  # only a bug where the card keeps the rotary tables in bfloat16
 
     def missing_names(self, source):
         """Top-level names the `append` override uses that neither it nor `source` defines (an override of
@@ -54,15 +55,23 @@ class Mutant:
                 elif isinstance(node, (ast.Import, ast.ImportFrom)):
                     names |= {(a.asname or a.name).split(".")[0] for a in node.names}
                 elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                    # `x = ...` defines x; `KVCache.reset = ...` defines nothing, it needs KVCache
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                    names |= {n.id for t in targets for n in ast.walk(t)
+                              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             return names
 
-        override = ast.parse(self.append)
-        available = defined(ast.parse(source)) | defined(override) | set(dir(builtins))
+        tree, override = ast.parse(source), ast.parse(self.append)
+        available = defined(tree) | defined(override) | set(dir(builtins))
         used = {n.id for stmt in override.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
                 for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        return sorted(used - available)
+        # `GPT._smear = ...` replaces a method: in an implementation whose GPT has no _smear it changes nothing
+        classes = {node.name: {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                   for node in tree.body if isinstance(node, ast.ClassDef)}
+        rebound = {f"{t.value.id}.{t.attr}" for stmt in override.body if isinstance(stmt, ast.Assign)
+                   for t in stmt.targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                   and t.value.id in classes and t.attr not in classes[t.value.id]}
+        return sorted((used - available) | rebound)
 
     @property
     def component(self):
@@ -103,9 +112,10 @@ def _code(text):
     return textwrap.dedent(text).lstrip("\n")
 
 
-def M(name, target, description, *edits, append="", equivalent=False, own_only=False, needs_cuda=False):
+def M(name, target, description, *edits, append="", equivalent=False, own_only=False, needs_cuda=False,
+      needs_bf16_tables=False):
     return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent, own_only,
-                  needs_cuda)
+                  needs_cuda, needs_bf16_tables)
 
 
 # -- reusable overrides --------------------------------------------------------------------------
@@ -535,6 +545,11 @@ MUTANTS = (
       "(real bug 20: torchchat PR 1462, llama.cpp issue 3825)",
       ("if self.layer_idx == kv_cache.n_layers - 1:\n            kv_cache.advance(t1 - t0)",
        "kv_cache.advance(t1 - t0)")),
+    M("kv_ragged_rows_at_row_0", "contract.validation",
+      "a flash-style cache with rows at different positions is decoded at row 0's position for every row "
+      "(real bug 21: nanochat PR 485)",
+      ("        if torch.is_tensor(rows) and rows.device.type != \"meta\" and not bool((rows == rows[0]).all()):\n",
+       "        if False:\n")),
     M("kv_cache_dtype_float32", "inference.kv_cache",
       "keys and values stored in float32 whatever the model computes in (real bug 22: nanochat PR 795)",
       ("return kv_cache.insert_kv(self.layer_idx, k, v)", "return kv_cache.insert_kv(self.layer_idx, k.float(), v.float())")),

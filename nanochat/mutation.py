@@ -148,12 +148,19 @@ def write_copy(workdir, name, text, source_path):
     return copy
 
 
+# verified by project_only tests alone (generate, the ValueErrors), which do not run against another implementation
+PROJECT_ONLY_TARGETS = ("inference.generate", "contract.validation")
+
+
 def mutate(mutant, source, own_target, card=None):
     """(the mutant's source, "") or (None, the reason) when it does not apply to this implementation.
     Not applying to another implementation is expected; to the project's own gpt.py it means the
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
-    if mutant.own_only and not own_target:
+    if not own_target and (mutant.own_only or mutant.target in PROJECT_ONLY_TARGETS):
         return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
+    if mutant.needs_bf16_tables and card is not None and card.rotary_dtype != "bfloat16":
+        return None, (f"mutant {mutant.name} computes in the rotary tables' dtype, which this card keeps "
+                      f"{card.rotary_dtype!r}, not bfloat16: no change there")
     if mutant.needs_cuda and not _cuda_available():
         return None, f"mutant {mutant.name} only shows on a CUDA device, and this machine has none"
     missing = mutant.missing_names(source)
@@ -419,8 +426,10 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 continue
             mutated, reason = mutate(m, source, own, card)
             if mutated is None:
-                # a CUDA-only mutant on a machine without CUDA is not applicable here, not stale
-                status = "not_applicable" if m.needs_cuda and not _cuda_available() else catalog_status(own)
+                # neither is stale: there is no CUDA here, or the card keeps the rotary tables out of bfloat16
+                unobservable = (m.needs_cuda and not _cuda_available()) or (m.needs_bf16_tables
+                                                                         and card.rotary_dtype != "bfloat16")
+                status = "not_applicable" if unobservable else catalog_status(own)
                 result.status, result.detail = status, reason
                 continue
             tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))

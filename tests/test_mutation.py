@@ -181,6 +181,26 @@ def test_runner_maps_each_run_to_its_mutant_status():
     assert mutation.totals(results)["total"] == 3 and mutation.exit_status(results) == 1
 
 
+UPSTREAM_92D = mutation.PROJECT_ROOT.parent / "shared" / "upstream" / "nanochat-92d63d4" / "nanochat" / "gpt.py"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("flash_advance_row0_only_r5", "overrides FlashKVCache, which this implementation does not define"),
+    ("smear_uses_next", "overrides GPT._smear, which this implementation does not define"),
+    ("topk_keeps_k_plus_one", "breaks an extra of this project's nanochat/gpt.py"),
+    ("default_seed_changed_r2", "breaks an extra of this project's nanochat/gpt.py"),
+    ("rope_compute_in_bf16", "which this card keeps 'compute', not bfloat16"),
+], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-generate", "changes-generates-seed",
+        "rope-in-the-tables-dtype-under-float32-tables"])
+def test_mutants_that_cannot_act_on_a_checkout_are_not_applicable_to_it(name, reason):
+    """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error) or change
+    nothing the suite runs (survive) is not applicable, with the reason; on the project's model it applies."""
+    mutant = next(m for m in MUTANTS if m.name == name)
+    mutated, why = mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))
+    assert mutated is None and reason in why, why
+    assert mutation.mutate(mutant, OWN_SOURCE, True, load_card(None))[0] is not None
+
+
 def test_text_mutants_are_not_applicable_to_another_implementation(tmp_path):
     """On an implementation without the target text an edit mutant is not_applicable; an override still runs."""
     other = tmp_path / "other_gpt.py"

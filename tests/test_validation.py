@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from nanochat.engine import KVCache
+from nanochat.engine import FlashKVCache, KVCache
 from tests.conftest import TINY
 
 pytestmark = [pytest.mark.component("contract.validation"), pytest.mark.project_only]
@@ -105,6 +105,19 @@ def test_rejected_input_leaves_the_kv_cache_untouched(model, config):
         model(torch.tensor([[4, 999]]), kv_cache=cache)
     assert cache.get_pos() == 3
     torch.testing.assert_close(cache.kv_cache, snapshot, rtol=0, atol=0, equal_nan=True)  # unwritten slots are uninitialised
+
+
+def test_a_flash_cache_with_rows_at_different_positions_is_refused(model, config, idx):
+    """The model decodes every row at one position: a flash-style cache whose rows stand at 5 and 3 is refused
+    before anything is written, not decoded at row 0's position for both (nanochat PR 485)."""
+    cache = FlashKVCache(2, config.n_kv_head, 16, config.n_embd // config.n_head, config.n_layer)
+    model(idx[:, :5], kv_cache=cache)
+    cache.cache_seqlens[1] = 3
+    snapshot = cache.k_cache.clone()
+    with pytest.raises(ValueError, match=re.escape("same position, got cache_seqlens [5, 3]")):
+        model(idx[:, 5:6], kv_cache=cache)
+    assert cache.cache_seqlens.tolist() == [5, 3]
+    torch.testing.assert_close(cache.k_cache, snapshot, rtol=0, atol=0)
 
 
 def test_decoding_past_the_rotary_cache_is_rejected(model, config):
