@@ -158,11 +158,9 @@ def mutate(mutant, source, own_target, card=None):
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     if not own_target and (mutant.own_only or mutant.target in PROJECT_ONLY_TARGETS):
         return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
-    if mutant.needs_bf16_tables and card is not None and card.rotary_dtype != "bfloat16":
-        return None, (f"mutant {mutant.name} computes in the rotary tables' dtype, which this card keeps "
-                      f"{card.rotary_dtype!r}, not bfloat16: no change there")
-    if mutant.needs_cuda and not _cuda_available():
-        return None, f"mutant {mutant.name} only shows on a CUDA device, and this machine has none"
+    reason = unobservable_here(mutant, card)
+    if reason:
+        return None, reason
     missing = mutant.missing_names(source)
     if missing:
         return None, f"mutant {mutant.name} overrides {', '.join(missing)}, which this implementation does not define"
@@ -174,6 +172,17 @@ def mutate(mutant, source, own_target, card=None):
         return mutated, ""
     except (NotApplicable, SyntaxError) as e:
         return None, str(e)
+
+
+def unobservable_here(mutant, card=None):
+    """Why the mutant cannot show on this machine or under this card ("" when it can): not applicable
+    here, though the catalog entry is not stale."""
+    if mutant.needs_bf16_tables and card is not None and card.rotary_dtype != "bfloat16":
+        return (f"mutant {mutant.name} computes in the rotary tables' dtype, which this card keeps "
+                f"{card.rotary_dtype!r}, not bfloat16: no change there")
+    if mutant.needs_cuda and not _cuda_available():
+        return f"mutant {mutant.name} only shows on a CUDA device, and this machine has none"
+    return ""
 
 
 def _cuda_available():
@@ -426,10 +435,7 @@ def run_catalog(mutants, target_spec, *, jobs=2, extra=(), timeout=None, control
                 continue
             mutated, reason = mutate(m, source, own, card)
             if mutated is None:
-                # neither is stale: there is no CUDA here, or the card keeps the rotary tables out of bfloat16
-                unobservable = (m.needs_cuda and not _cuda_available()) or (m.needs_bf16_tables
-                                                                         and card.rotary_dtype != "bfloat16")
-                status = "not_applicable" if unobservable else catalog_status(own)
+                status = "not_applicable" if unobservable_here(m, card) else catalog_status(own)
                 result.status, result.detail = status, reason
                 continue
             tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))
