@@ -1,4 +1,3 @@
-# The suite's pytest plugin lives in the package so that the coverage generator and the mutation
-# runner share it: --gpt-impl, the `component` marker registry and the outcome recorder.
-# pytester runs pytest inside the tests of the plugin itself.
-pytest_plugins = ["nanochat.pytest_plugin", "pytester"]
+# The suite's plugin is loaded by pyproject.toml's addopts (-p nanochat_verify.plugin) or, where the kit is
+# installed, by its entry point. pytester runs pytest inside the tests of the kit's own tools.
+pytest_plugins = ["pytester"]

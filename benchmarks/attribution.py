@@ -24,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nanochat.components import COMPONENTS, component_of  # noqa: E402
+from nanochat_verify.components import COMPONENTS, component_of  # noqa: E402
+from nanochat_verify.mutation.runner import write_copy  # noqa: E402
+from nanochat_verify.paths import OWN_MODEL  # noqa: E402
 
 TABLE_ROWS = {c.key for c in COMPONENTS}  # rows 1-18; the rest are the supporting areas (oracle, inference, tools)
 
@@ -66,12 +68,11 @@ def failing_rows(outcomes):
 
 def run(change, workdir):
     name, _, _, edits = change
-    source = (ROOT / "nanochat" / "gpt.py").read_text()
+    source = OWN_MODEL.read_text()
     for old, new in edits:
         assert source.count(old) == 1, f"{name}: the text to change is not in gpt.py exactly once: {old!r}"
         source = source.replace(old, new)
-    copy = workdir / f"{name}.py"
-    copy.write_text(source)
+    copy = write_copy(workdir, name, source, OWN_MODEL)  # a package of its own: its nanochat.engine resolves
     outcomes = workdir / f"{name}.json"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "--no-cov",
                     f"--gpt-impl={copy}", "--with-extras", f"--outcomes={outcomes}"],

@@ -124,13 +124,15 @@ echo "step 2/2: $PROJECT_LABEL ..."
 timed_pip "$PROJECT_LABEL" "${PROJECT_ARGS[@]}" >"$WORKDIR/step2" || exit 1
 read -r T_PROJECT O_PROJECT <"$WORKDIR/step2"
 
-# smoke test: the installed package imports and builds a tiny model
+# smoke test: the installed kit loads this checkout's model and builds a tiny one
 # (-I keeps the current directory off sys.path, so a checkout there cannot stand in for the install)
-"$VENV/bin/python" -I - <<'EOF' >>"$LOG" 2>&1 \
+"$VENV/bin/python" -I - "$REPO" <<'EOF' >>"$LOG" 2>&1 \
     || { echo "FAILED: import smoke test" >&2; tail -n 20 "$LOG" >&2; exit 1; }
+import sys
 import torch
-from nanochat.gpt import GPT, GPTConfig
-m = GPT(GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=16))
+from nanochat_verify.contract import load_implementation
+impl = load_implementation(sys.argv[1])
+m = impl.GPT(impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=16))
 assert m(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, 32)
 EOF
 

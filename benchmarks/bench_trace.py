@@ -1,5 +1,5 @@
 """
-What does `python -m nanochat.trace` cost?
+What does `python -m nanochat_verify.trace` cost?
 
 1. The default command line (depth 4, 3 iterations), wall time of a fresh subprocess, interpreter
    start and imports included: the figure a person at a terminal waits for (goal: under 20 s on 2 cores).
@@ -32,9 +32,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_trace.py` from a checkout
-from nanochat import data  # noqa: E402
-from nanochat.trace import _summarise, parse_settings  # noqa: E402
-from nanochat.tracer import trace  # noqa: E402
+from nanochat_verify.trace import text as data  # noqa: E402
+from nanochat_verify.trace.cli import parse_settings  # noqa: E402
+from nanochat_verify.trace.hooks import trace  # noqa: E402
+from nanochat_verify.trace.sections import summarise  # noqa: E402
 
 DEFAULT_GOAL_S = 20.0
 OVERHEAD_GOAL = 1.3
@@ -46,7 +47,7 @@ def run_cli(args, timeout):
     """Run the command line in a fresh interpreter: (wall seconds, peak RSS in GB, exit status)."""
     env = dict(os.environ, NO_COLOR="1")
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "nanochat.trace", *args], cwd=ROOT, env=env,
+    child = subprocess.Popen([sys.executable, "-m", "nanochat_verify.trace", *args], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # wait4 returns this child's own resource usage; ru_maxrss is in KiB on Linux
     deadline = start + timeout
@@ -106,7 +107,7 @@ def step_times(reps, warmup):
     with trace(model) as cache:  # the one-off summary the command line adds after the last step
         model(idx, targets).backward()
     start = time.perf_counter()
-    _summarise(impl, model, cache, settings)
+    summarise(impl, model, cache, settings, settings.card)
     summary = time.perf_counter() - start
     optimizer.zero_grad(set_to_none=True)
     return statistics.median(times["traced"]), statistics.median(times["untraced"]), summary

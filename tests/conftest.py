@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from nanochat.contract import CacheAdapter
-from nanochat.tracer import trace
+from nanochat_verify.contract import CacheAdapter
+from nanochat_verify.trace.hooks import trace
 
 # The tests run tiny tensors, where intra-op threads only add synchronisation; with several pytest
 # workers (-n 2) or other load on the machine, spinning OpenMP threads slow a 1 ms step to 500 ms.
@@ -39,7 +39,7 @@ def pytest_generate_tests(metafunc):
     card = None
     for name in CARD_VALUES:
         if name in metafunc.fixturenames:
-            from nanochat.pytest_plugin import ARCH_KEY
+            from nanochat_verify.plugin.options import ARCH_KEY
             card = card or metafunc.config.stash[ARCH_KEY]
             value = getattr(card, name)
             metafunc.parametrize(name, [value], ids=[f"{name}={value:g}"])
@@ -181,7 +181,7 @@ def parameter_groups(model):
     INIT_KEYS): wte, lm_head, the blocks' c_q, c_k, c_v, attn.c_proj, c_fc, mlp.c_proj, and the modern
     components' value_embeds, ve_gate, smear_gate and scalars. A parameter of no known group is listed under
     its own name (tests/test_init.py checks that there is none)."""
-    from nanochat.architecture import INIT_KEYS
+    from nanochat_verify.card import INIT_KEYS
     groups = {}
     for name, p in model.named_parameters():
         parts = name.split(".")
@@ -197,3 +197,17 @@ def parameter_groups(model):
             key = name  # resid_lambdas, x0_lambdas, smear_lambda, backout_lambda, or unknown
         groups.setdefault(key if key in INIT_KEYS else f"unknown: {name}", []).append((name, p))
     return groups
+
+
+@pytest.fixture(scope="session")
+def kv_cache_class(impl):
+    """The implementation's own KV cache class (see nanochat_verify/contract/cache.py)."""
+    from nanochat_verify.contract import cache_class
+    return cache_class(impl)
+
+
+@pytest.fixture(scope="session")
+def flash_kv_cache_class(impl):
+    """The implementation's flash-attention-style KV cache class."""
+    from nanochat_verify.contract import flash_cache_class
+    return flash_cache_class(impl)

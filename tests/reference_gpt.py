@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nanochat.architecture import load_card
+from nanochat_verify.card import load_card
 
 CARD = load_card()
 
@@ -335,3 +335,61 @@ class GPT(nn.Module):
         V = logits.shape[-1]
         return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-1,
                                reduction=loss_reduction)
+
+
+class KVCache:
+    """The insert_kv-style cache of the contract (nanochat_verify/contract/cache.py), written naively: the
+    storage (num_layers, 2, B, H_kv, T, D) grows by concatenation, exactly to what has been inserted."""
+
+    def __init__(self, batch_size, num_heads, seq_len, head_dim, num_layers):
+        self.batch_size, self.num_heads, self.head_dim, self.num_layers = batch_size, num_heads, head_dim, num_layers
+        self.kv_cache = None
+        self.pos = 0
+        self.prev_embedding = None
+
+    def reset(self):
+        self.pos, self.prev_embedding = 0, None
+
+    def get_pos(self):
+        return self.pos
+
+    def insert_kv(self, layer_idx, k, v):
+        end = self.pos + k.shape[2]
+        if self.kv_cache is None:
+            self.kv_cache = torch.zeros(self.num_layers, 2, *k.shape[:2], 0, k.shape[3], dtype=k.dtype, device=k.device)
+        if self.kv_cache.shape[4] < end:
+            more = torch.zeros(*self.kv_cache.shape[:4], end - self.kv_cache.shape[4], self.kv_cache.shape[5],
+                               dtype=self.kv_cache.dtype, device=self.kv_cache.device)
+            self.kv_cache = torch.cat([self.kv_cache, more], dim=4)
+        self.kv_cache[layer_idx, 0, :, :, self.pos:end] = k
+        self.kv_cache[layer_idx, 1, :, :, self.pos:end] = v
+        keys, values = self.kv_cache[layer_idx, 0, :, :, :end], self.kv_cache[layer_idx, 1, :, :, :end]
+        if layer_idx == self.num_layers - 1:
+            self.pos = end
+        return keys, values
+
+
+class FlashKVCache:
+    """The flash-attention-style cache of the contract: per layer (B, T_max, H_kv, D), preallocated, written
+    by the attention at cache_seqlens, advanced by the last layer."""
+
+    def __init__(self, batch_size, num_heads, seq_len, head_dim, num_layers, device=None, dtype=None):
+        shape = (num_layers, batch_size, seq_len, num_heads, head_dim)
+        self.k_cache = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
+        self.v_cache = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
+        self.cache_seqlens = torch.zeros(batch_size, dtype=torch.int32, device=device)
+        self.n_layers = num_layers
+        self.prev_embedding = None
+
+    def reset(self):
+        self.cache_seqlens.zero_()
+        self.prev_embedding = None
+
+    def get_pos(self):
+        return int(self.cache_seqlens[0])
+
+    def get_layer_cache(self, layer_idx):
+        return self.k_cache[layer_idx], self.v_cache[layer_idx]
+
+    def advance(self, num_tokens):
+        self.cache_seqlens += num_tokens

@@ -15,9 +15,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests import explicit
-from tests.explicit import rms
-from tests.strategies import GQA_SHAPES, config_kwargs, gqa_id, min_width, sequence_lengths
+from . import explicit
+from .explicit import rms
+from .strategies import GQA_SHAPES, config_kwargs, gqa_id, min_width, sequence_lengths
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 # head_dim 16 >= T 12, so one-hot value vectors can carry every position (see attention_matrix)

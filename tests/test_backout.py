@@ -4,7 +4,7 @@ subtracted from the last block's output before the final norm, removing low-leve
 import pytest
 import torch
 
-from tests.explicit import rms_norm
+from .explicit import rms_norm
 
 pytestmark = pytest.mark.component("backout.subtraction")
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tests import explicit
-from tests.explicit import rms_norm
+from . import explicit
+from .explicit import rms_norm
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 
@@ -52,7 +52,7 @@ def test_block_equals_the_explicit_pre_norm_formula(model, traced, qk_gain):
 @pytest.mark.component("block")
 def test_residual_stream_itself_is_never_normalized(model, traced):
     """Pre-norm, not post-norm: block outputs keep the growing scale of the residual stream."""
-    from tests.explicit import rms
+    from .explicit import rms
     for i, _ in blocks(model):
         out_rms = rms(traced[f"transformer.h.{i}.output"])
         assert (out_rms - 1).abs().max() > 0.05, f"block {i} output has unit RMS, as if normalized"

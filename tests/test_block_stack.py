@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.explicit import rms_norm
+from .explicit import rms_norm
 
 pytestmark = pytest.mark.component("block_stack.layers")
 

@@ -26,7 +26,7 @@ def ci_commands():
 def test_readme_gives_a_tracer_command_and_a_test_command():
     """Quick start holds exactly two commands: install + the tracer, install + pytest."""
     tracer, tests = readme_commands()
-    assert tracer.endswith("python -m nanochat.trace") and "pip install" in tracer
+    assert tracer.endswith("python -m nanochat_verify.trace") and "pip install" in tracer
     assert tests.endswith("&& pytest -v") and "'.[test]'" in tests
 
 
@@ -40,8 +40,8 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_checks():
     that run (before any other pytest run replaces its outcomes)."""
     commands = ci_commands()
     test_command = commands.index(readme_commands()[1])
-    mutation = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.mutation"))
-    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.coverage --check --from-last-run"))
+    mutation = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat_verify.mutation"))
+    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat_verify.report --check --from-last-run"))
     assert test_command < mutation < check
     assert not any(c.startswith("pytest") for c in commands[test_command + 1:check])
 
@@ -52,19 +52,19 @@ def test_ci_runs_the_verify_your_fork_commands_as_written():
     block = re.search(r"```bash\n(.+?)\n```", readme_section("Verify your nanochat fork"), re.S).group(1)
     fork_commands = block.splitlines()
     commands = ci_commands()
-    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat.coverage --check"))
+    check = next(i for i, c in enumerate(commands) if c.startswith("python -m nanochat_verify.report --check"))
     assert len(fork_commands) == 4 and all(c in commands[check + 1:] for c in fork_commands)
     assert all(("--expect-failures" in c) == ("a088b7a" in c) for c in fork_commands)
     assert all((ROOT / c.split("--expect-failures")[1].split()[0].lstrip("=")).is_file()
                for c in fork_commands if "--expect-failures" in c)
 
 
-def test_the_test_extra_brings_time_limits_that_a_user_can_change():
-    """pytest-timeout is in the test extra, and pyproject.toml gives a per-test and a whole-run limit
+def test_the_kit_brings_time_limits_that_a_user_can_change():
+    """pytest-timeout is a dependency of the kit, and pyproject.toml gives a per-test and a whole-run limit
     (a forward that never returns fails its test instead of hanging pytest, the report and CI)."""
     import tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert any(req.startswith("pytest-timeout") for req in project["project"]["optional-dependencies"]["test"])
+    assert any(req.startswith("pytest-timeout") for req in project["project"]["dependencies"])
     ini = project["tool"]["pytest"]["ini_options"]
     assert 0 < ini["timeout"] <= 600 and ini["timeout"] < ini["session_timeout"] <= 3600
 

@@ -2,6 +2,7 @@
 (component IDs required and checked, project-only tests deselected, outcomes recorded)."""
 
 import json
+import sys
 import textwrap
 import types
 from pathlib import Path
@@ -9,23 +10,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from nanochat.contract import ContractError, load_implementation
+from nanochat_verify.contract import ContractError, load_implementation
+from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
 
 pytestmark = [pytest.mark.component("contract.loading"), pytest.mark.tooling]
 REFERENCE = Path(__file__).with_name("reference_gpt.py").resolve()
-INI = textwrap.dedent("""
-    [pytest]
-    markers =
-        component(*ids): sub-components verified
-        project_only: project extras
-        tooling: project tools
-""")
+INI = "[pytest]\n"
 
 
 def test_loads_an_implementation_by_module_name():
     """A dotted name imports the module and checks it exposes the contract."""
-    module = load_implementation("nanochat.gpt")
+    module = load_implementation("tests.reference_gpt")
     assert all(hasattr(module, n) for n in ("GPTConfig", "GPT", "norm", "apply_rotary_emb"))
+
+
+def test_loads_a_checkout_with_its_package_under_an_alias():
+    """A checkout root loads its nanochat/gpt.py with the package in place, under a name of its own (never
+    `nanochat`, which may be a fork's installed copy)."""
+    module = load_implementation(str(SOURCE_ROOT))
+    assert Path(module.__file__).resolve() == OWN_MODEL and module.__name__.startswith("_gpt_impl_gpt_")
+    assert "nanochat.gpt" not in sys.modules or sys.modules["nanochat.gpt"] is not module
 
 
 def test_loads_an_implementation_from_a_file_path():
@@ -93,28 +97,27 @@ def test_a_checkout_loads_with_its_own_package_and_two_stay_apart(tmp_path):
     """A checkout's `from nanochat.X import` resolve to its own modules, never this project's (which stays
     importable), its import-time warnings do not fail the run, and two checkouts in one process stay apart."""
     broken = fake_checkout(tmp_path / "broken", "none")
-    (broken / "nanochat" / "gpt.py").write_text("from nanochat.architecture import load_card\n")  # ours, not its
-    with pytest.raises(ContractError, match="No module named 'nanochat.architecture'"):
+    (broken / "nanochat" / "gpt.py").write_text("from nanochat_verify.card import load_card\n")  # ours, not its
+    (broken / "nanochat" / "gpt.py").write_text("from nanochat.engine_of_another_checkout import KVCache\n")
+    with pytest.raises(ContractError, match="No module named 'nanochat.engine_of_another_checkout'"):
         load_implementation(str(broken))
-    import nanochat.engine
+    own = load_implementation(str(SOURCE_ROOT))
     a = load_implementation(str(fake_checkout(tmp_path / "a", "first")))
     b = load_implementation(str(fake_checkout(tmp_path / "b", "second") / "nanochat" / "gpt.py"))
     assert (a.MARKER, b.MARKER) == ("first", "second")
-    assert a.GPT is not b.GPT
-    import nanochat.gpt
-    assert nanochat.gpt.__file__.endswith(str(Path("nanochat") / "gpt.py")) and hasattr(nanochat.gpt, "FlashKVCache")
-    assert nanochat.engine.KVCache.__module__ == "nanochat.engine"
+    assert a.GPT is not b.GPT and own.GPT is not a.GPT
+    assert "nanochat" not in sys.modules  # no checkout's package is left under the name every checkout uses
 
 
 def test_a_checkouts_own_kv_cache_is_read_out_of_its_engine_without_running_the_rest(tmp_path):
     """The cache adapter takes engine.KVCache of the implementation's package, defined with only the imports it
-    uses (the engine's import of a tokenizer never runs), and this project's cache otherwise."""
-    from nanochat.contract import CacheAdapter
-    from nanochat.engine import KVCache
+    uses (the engine's import of a tokenizer never runs), else the KVCache of the implementation's module."""
+    from nanochat_verify.contract import CacheAdapter
     impl = load_implementation(str(fake_checkout(tmp_path / "c", "third")))
     cache = CacheAdapter.of(impl).new(1, 2, 4, 8, 1)
     assert cache.marker == "third" and cache.where.shape == (1,)
-    assert CacheAdapter.of(load_implementation(str(REFERENCE))).cls is KVCache
+    reference = load_implementation(str(REFERENCE))
+    assert CacheAdapter.of(reference).cls is reference.KVCache
 
 
 @pytest.fixture
@@ -124,8 +127,9 @@ def suite(pytester):
 
     def run(source, *args):
         pytester.makepyfile(test_sample=textwrap.dedent(source))
-        return pytester.runpytest_inprocess("-p", "nanochat.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:cov",
-                                            "-p", "no:randomly", *args)
+        impl = [] if any(a.startswith("--gpt-impl") for a in args) else [f"--gpt-impl={SOURCE_ROOT}"]
+        return pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                            "-p", "no:randomly", *impl, *args)
     return run
 
 
@@ -196,7 +200,7 @@ def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_p
     data = json.loads(out.read_text())
     tests = {nodeid.split("::")[-1]: entry for nodeid, entry in data["tests"].items()}
     assert tests["test_good"] == {"components": ["block.attention_path", "block.mlp_path"], "doc": "It works.",
-                                  "outcome": "passed"}
+                                  "outcome": "passed", "skip_reason": "", "expected_finding": None}
     assert tests["test_bad"]["outcome"] == "failed" and tests["test_bad"]["components"] == ["mlp.relu2"]
     assert tests["test_skipped"]["outcome"] == "skipped" and tests["test_skipped"]["skip_reason"].endswith("no CUDA")
     assert data["own_impl"] is True and data["complete"] is True and data["incomplete"] == []
@@ -222,7 +226,7 @@ def test_the_plugins_own_deselection_keeps_a_run_complete_and_a_users_does_not(s
     """
     suite(source, f"--gpt-impl={REFERENCE}", f"--outcomes={out}").assert_outcomes(passed=2, deselected=1)
     data = json.loads(out.read_text())
-    assert data["complete"] is True and data["deselected_by_user"] == 0
+    assert data["complete"] is True and data["incomplete"] == []
     suite(source, "--deselect=test_sample.py::test_other", f"--outcomes={out}")
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["incomplete"] == ["--deselect left out test_sample.py::test_other"]

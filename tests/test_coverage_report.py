@@ -2,9 +2,10 @@
 honest when a component breaks, a --check that prints a diff and the command that fixes it, and one
 line (never a traceback, never a rewritten file) for every input it refuses.
 
-The end-to-end cases run a small fixture project in-process (pytester): a pyproject.toml like the
-project's, one fake test per sub-component, and, for the honesty check, the real LM head and loss
-tests against a copy of nanochat/gpt.py with the softcap broken. None of them runs the real suite.
+The end-to-end cases run a small fixture project in-process (pytester): a nanochat checkout (a copy of this
+project's nanochat/), a pyproject.toml like the project's, one fake test per sub-component, and, for the
+honesty check, the real LM head and loss tests against a copy of nanochat/gpt.py with the softcap broken.
+None of them runs the real suite.
 """
 
 import json
@@ -20,17 +21,25 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from nanochat import cli
-from nanochat import components as table
-from nanochat.architecture import load_card
-from nanochat import coverage
-from nanochat.coverage import FAILED, MISSING, PASSED, Outcome, subcomponent_status
-from nanochat.mutants import MUTANTS
+from nanochat_verify import components as table
+from nanochat_verify.card import load_card
+from nanochat_verify.exits import Exit
+from nanochat_verify.fingerprint import file_sha256, implementation_files, tree_fingerprint
+from nanochat_verify.mutation import runner as mutation
+from nanochat_verify.mutation.catalog import MUTANTS
+from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
+from nanochat_verify.report import cli as report_cli
+from nanochat_verify.report import inputs as report_inputs
+from nanochat_verify.report import render as report_render
+from nanochat_verify.report import run as report_run
+from nanochat_verify.report.status import FAILED, MISSING, NOT_APPLICABLE, PASSED, RULES, index_tests, subcomponent_status
+from nanochat_verify.runrecord import RunRecord, Outcome
 
 pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.tooling]
-ROOT = Path(__file__).resolve().parent.parent
-OWN = ROOT / "nanochat" / "gpt.py"
+ROOT = SOURCE_ROOT
+OWN = OWN_MODEL
 CARD = load_card()  # the project's architecture card: the report fills its values into the titles
+STATUS = 4  # the summary's status column
 
 
 def result(outcome, *components, name="test_x", skip_reason=""):
@@ -43,7 +52,8 @@ def all_passing():
 
 
 def inputs_of(tests, mutation=None):
-    return coverage.Inputs(OWN, True, list(tests), mutation=mutation)
+    return report_inputs.Inputs(impl_path=OWN, own_impl=True, tests=list(tests), card=CARD, root=ROOT,
+                                mutation=mutation)
 
 
 def row(report, title):
@@ -55,14 +65,14 @@ def row(report, title):
 
 def unverified_rows(report):
     """Titles of the summary rows that are neither ✅ nor not applicable to the architecture card."""
-    return [c.title for c in table.COMPONENTS if row(report, c)[5] not in (PASSED, coverage.NOT_APPLICABLE)]
+    return [c.title for c in table.COMPONENTS if row(report, c)[STATUS] not in (PASSED, NOT_APPLICABLE)]
 
 
 def run_main(argv, capsys, **kwargs):
-    """coverage.main in-process: (exit status, stdout, stderr); a usage error's SystemExit included."""
+    """The report's main in-process: (exit status, stdout, stderr); a usage error's SystemExit included."""
     capsys.readouterr()  # not what an earlier in-process pytest run printed
     try:
-        status = coverage.main(argv, **kwargs)
+        status = report_cli.main(argv, **kwargs)
     except SystemExit as e:
         status = e.code
     out, err = capsys.readouterr()
@@ -74,10 +84,9 @@ def run_main(argv, capsys, **kwargs):
 
 PYPROJECT = """
 [tool.pytest.ini_options]
-testpaths = ["tests"]
-addopts = ["-p", "nanochat.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:randomly",
-           "--outcomes=.nanochat/outcomes.json"]
-markers = ["component(*ids): sub-components", "project_only: extras", "tooling: tools", "cuda: needs CUDA"]
+testpaths = ["suite"]
+addopts = ["-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:randomly",
+           "--outcomes=.nanochat-verify/outcomes.json"]
 """
 
 
@@ -106,19 +115,24 @@ def test_lm_head_softcap_is_15():
 
 
 class FakeProject:
-    """A folder laid out like the project. With pytester, `pytest(*args)` runs its suite in-process;
-    without, `record(tests)` writes the outcomes such a run would (for the cases about reading them)."""
+    """A folder laid out like the project: a nanochat checkout (a copy of this project's model) and a suite
+    folder of its own (named `suite`, so that its package never meets this project's `tests`). With pytester,
+    `pytest(*args)` runs its suite in-process; without, `record(tests)` writes the outcomes such a run would
+    (for the cases about reading them)."""
 
     def __init__(self, root, pytester=None):
         self.pytester, self.root = pytester, root
         (root / "pyproject.toml").write_text(PYPROJECT)
-        (self.root / "tests").mkdir()
+        shutil.copytree(OWN.parent, root / "nanochat", ignore=shutil.ignore_patterns("__pycache__"))
+        self.model = root / "nanochat" / "gpt.py"
+        (self.root / "suite").mkdir()
+        (self.root / "suite" / "__init__.py").write_text("")
         self.write_tests(fake_tests())
         self.output = self.root / "COVERAGE.md"
         self.output.write_text(COMMITTED)
 
     def write_tests(self, source, name="test_fake.py"):
-        (self.root / "tests" / name).write_text(source)
+        (self.root / "suite" / name).write_text(source)
 
     def pytest(self, *args):
         return self.pytester.runpytest_inprocess(*args)
@@ -131,18 +145,18 @@ class FakeProject:
     def record(self, tests=None, **changes):
         """Outcomes of a complete, finished run of the current tree, as the plugin writes them."""
         tests = all_passing() if tests is None else tests
-        data = {"schema": 2, "run_id": "0" * 32, "pytest_args": [], "finished": True, "impl": "nanochat.gpt",
-                "impl_path": "nanochat/gpt.py", "own_impl": True, "exitstatus": 0, "complete": True, "incomplete": [],
-                "deselected_by_user": 0, "not_applicable": [], "line_coverage": None,
-                "fingerprint": cli.tree_fingerprint(self.root),
-                "tests": {t.nodeid: {"outcome": t.outcome, "components": list(t.components), "doc": t.doc}
-                          for t in tests}}
+        record = RunRecord(run_id="0" * 32, finished=True, pytest_args=[],
+                           architecture={"spec": None, "overrides": {}, "name": CARD.name}, impl=str(self.root),
+                           impl_path="nanochat/gpt.py", own_impl=False, exitstatus=0, complete=True,
+                           fingerprint=tree_fingerprint(implementation_files(self.model), self.root),
+                           tests={t.test_id: t for t in tests})
+        data = {**json.loads(record.to_json()), **changes}
         self.outcomes.parent.mkdir(exist_ok=True)
-        self.outcomes.write_text(json.dumps({**data, **changes}))
+        self.outcomes.write_text(json.dumps(data))
 
     @property
     def outcomes(self):
-        return self.root / ".nanochat" / "outcomes.json"
+        return self.root / ".nanochat-verify" / "outcomes.json"
 
     def edit_outcomes(self, **changes):
         data = json.loads(self.outcomes.read_text())
@@ -166,7 +180,7 @@ def layout(tmp_path):
 
 
 LAST_RUN = ["--from-last-run", "--skip-mutation", "--no-line-coverage"]
-COMMITTED = f"# The committed report\n\n{coverage.BEGIN}\nall ✅, once\n{coverage.END}\n"
+COMMITTED = f"# The committed report\n\n{report_render.BEGIN}\nall ✅, once\n{report_render.END}\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,17 +204,17 @@ def test_status_is_passed_only_when_every_test_ran_and_passed(outcomes, expected
 def test_a_skipped_test_shows_in_its_row_with_the_reason():
     """A component with a skipped test is ⚠️ with the count in its row, the reason in its detail."""
     tests = all_passing() + [result("skipped", "loss.cross_entropy", name="test_on_cuda", skip_reason="needs a CUDA device")]
-    report = coverage.render(inputs_of(tests))
-    assert row(report, "Loss computation")[5] == f"{MISSING} (1 skipped)"
+    report = report_render.render(inputs_of(tests))
+    assert row(report, "Loss computation")[STATUS] == f"{MISSING} (1 skipped)"
     assert "| `tests/test_a.py::test_on_cuda` | A property. | ⚠️ skipped: needs a CUDA device |" in report
-    assert row(report, "MLP")[5] == PASSED
+    assert row(report, "MLP")[STATUS] == PASSED
 
 
 def test_readme_and_report_state_the_same_status_rule():
     """The README's "Reading COVERAGE.md" gives the rule the report prints: ✅ only when every test ran and passed."""
     readme = (ROOT / "README.md").read_text().split("## Reading COVERAGE.md", 1)[1].split("\n## ", 1)[0]
     rule = "✅ every test of the component ran and passed"
-    assert rule in coverage.STATUS_RULES and rule in readme
+    assert rule in RULES and rule in readme
     assert "skipped" in readme and "CUDA" in readme
 
 
@@ -211,25 +225,25 @@ def test_readme_and_report_state_the_same_status_rule():
 def test_report_does_not_depend_on_test_order():
     """Shuffling the outcomes (xdist, random order) gives the same bytes."""
     tests = all_passing() + [result("failed", "mlp.relu2", name="test_zz"), result("skipped", "loss.cross_entropy", name="test_s")]
-    first = coverage.render(inputs_of(tests))
+    first = report_render.render(inputs_of(tests))
     random.Random(0).shuffle(tests)
-    assert coverage.render(inputs_of(tests)) == first
+    assert report_render.render(inputs_of(tests)) == first
 
 
 def test_a_failed_test_marks_its_component_and_only_its_component():
     """One failing MLP test makes the MLP row ❌ and leaves every other row ✅."""
     tests = all_passing() + [result("failed", "mlp.relu2", name="test_broken")]
-    report = coverage.render(inputs_of(tests))
-    assert row(report, "MLP")[5] == FAILED
+    report = report_render.render(inputs_of(tests))
+    assert row(report, "MLP")[STATUS] == FAILED
     for c in table.COMPONENTS:
         if c.key != "mlp":
-            assert row(report, c)[5] == PASSED, c.title
+            assert row(report, c)[STATUS] == PASSED, c.title
     assert "| `tests/test_a.py::test_broken` | A property. | ❌ failed |" in report
 
 
 def test_no_timestamps_or_timings_in_the_report():
     """The generated text holds no dates and no durations, so regeneration is byte-stable."""
-    report = coverage.render(inputs_of(all_passing()))
+    report = report_render.render(inputs_of(all_passing()))
     assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d\b|\b\d\d?:\d\d\b", report)  # dates, clock times
     assert not re.search(r"\d(\.\d+)? ?(s|ms|sec|seconds)\b", report)  # durations
 
@@ -238,9 +252,9 @@ def test_code_references_follow_the_live_source(tmp_path):
     """Line references come from the AST of the file as it is now: insert lines and they move."""
     src = tmp_path / "m.py"
     src.write_text("def norm(x):\n    return x\n\n\nclass GPT:\n    def forward(self):\n        pass\n")
-    assert coverage.code_locations(src) == {"norm": (1, 2), "GPT": (5, 7), "GPT.forward": (6, 7)}
+    assert report_inputs.code_locations(src) == {"norm": (1, 2), "GPT": (5, 7), "GPT.forward": (6, 7)}
     src.write_text("\n\n" + src.read_text())
-    assert coverage.code_locations(src)["GPT.forward"] == (8, 9)
+    assert report_inputs.code_locations(src)["GPT.forward"] == (8, 9)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,9 +262,9 @@ def test_code_references_follow_the_live_source(tmp_path):
 
 
 @pytest.mark.parametrize("pytest_args, named", [
-    (["--deselect", "tests/test_fake.py::test_lm_head_softcap_is_15"], "--deselect"),
+    (["--deselect", "suite/test_fake.py::test_lm_head_softcap_is_15"], "--deselect"),
     (["-k", "not softcap"], "-k 'not softcap'"),
-    (["tests/test_fake.py"], "do not cover the testpaths tests"),
+    (["suite/test_fake.py"], "do not cover the testpaths suite"),
     (["--collect-only"], "--collect-only"),
     (["-x"], "stopped early"),
 ], ids=["deselected-failure", "keyword-selection", "narrower-path", "collect-only", "stopped-at-first-failure"])
@@ -260,18 +274,18 @@ def test_an_incomplete_run_is_refused_and_the_report_left_alone(project, capsys,
     project.write_tests(fake_tests(extra=BROKEN_LM_HEAD))
     project.pytest(*pytest_args)
     status, out, err = run_main(LAST_RUN, capsys, root=project.root)
-    assert status == coverage.EXIT_REFUSED, err
+    assert status == Exit.USAGE, err
     assert project.output.read_text() == COMMITTED
     assert len(err.strip().splitlines()) == 1, err
     assert "incomplete run" in err and named in err and "run the whole suite with `pytest`" in err
 
 
 def test_pytest_arguments_that_narrow_the_generators_own_run_are_refused(project, capsys):
-    """`python -m nanochat.coverage -- --deselect X` cannot hide a failure either."""
+    """`python -m nanochat_verify.report -- --deselect X` cannot hide a failure either."""
     project.write_tests(fake_tests(extra=BROKEN_LM_HEAD))
-    argv = ["--skip-mutation", "--no-line-coverage", "--", "--deselect", "tests/test_fake.py::test_lm_head_softcap_is_15"]
-    status, _, err = run_main(argv, capsys, root=project.root, run_pytest=project.run_pytest)
-    assert status == coverage.EXIT_REFUSED and "--deselect left out" in err
+    argv = ["--skip-mutation", "--no-line-coverage", "--", "--deselect", "suite/test_fake.py::test_lm_head_softcap_is_15"]
+    status, _, err = run_main(argv, capsys, root=project.root, run_pytest=project.run_pytest, suite=[])
+    assert status == Exit.USAGE and "--deselect left out" in err
     assert project.output.read_text() == COMMITTED
 
 
@@ -279,7 +293,7 @@ def test_check_after_an_incomplete_run_says_incomplete_not_stale(project, capsys
     """--check after `pytest -k` names the incomplete run; it does not call the file stale."""
     project.pytest("-k", "seed")
     status, out, err = run_main(LAST_RUN + ["--check"], capsys, root=project.root)
-    assert status == coverage.EXIT_REFUSED
+    assert status == Exit.USAGE
     assert "incomplete run (-k 'seed' selected a subset)" in err and "stale" not in err and out == ""
 
 
@@ -288,18 +302,18 @@ def test_a_complete_run_with_a_failure_is_written_with_exactly_that_row_failing(
     project.write_tests(fake_tests(extra=BROKEN_LM_HEAD))
     project.pytest()
     status, _, err = run_main(LAST_RUN, capsys, root=project.root)
-    assert status == coverage.EXIT_UNVERIFIED, err
+    assert status == Exit.NOT_VERIFIED, err
     text = project.output.read_text()
-    assert row(text, "Language modeling head")[5] == FAILED
+    assert row(text, "Language modeling head")[STATUS] == FAILED
     assert unverified_rows(text) == ["Language modeling head"]
 
 
 def test_a_run_that_did_not_finish_is_refused(layout, capsys):
     """Outcomes of a run that was killed (only the placeholder written at its start) are refused."""
     layout.record()
-    layout.outcomes.write_text(json.dumps({"schema": 2, "run_id": "x", "pytest_args": [], "finished": False}))
+    layout.outcomes.write_text(json.dumps({"schema": 3, "run_id": "x", "pytest_args": [], "finished": False}))
     status, _, err = run_main(LAST_RUN, capsys, root=layout.root)
-    assert status == coverage.EXIT_REFUSED and "did not finish" in err
+    assert status == Exit.USAGE and "did not finish" in err
 
 
 def test_a_stale_last_run_is_refused(layout, capsys):
@@ -307,7 +321,7 @@ def test_a_stale_last_run_is_refused(layout, capsys):
     layout.record()
     layout.write_tests("# edited after the run\n", name="test_new.py")
     status, _, err = run_main(LAST_RUN, capsys, root=layout.root)
-    assert status == coverage.EXIT_REFUSED and "is stale: the sources changed since that pytest run" in err
+    assert status == Exit.USAGE and "is stale: the sources changed since that pytest run" in err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,7 +333,7 @@ def test_a_run_without_line_coverage_cannot_borrow_an_older_coverage_file(layout
     (layout.root / ".coverage").write_text("an older run's data")
     layout.record(line_coverage=None)  # pytest-cov measured nothing in this run
     status, _, err = run_main(["--from-last-run", "--skip-mutation"], capsys, root=layout.root)
-    assert status == coverage.EXIT_REFUSED and "measured no line coverage" in err
+    assert status == Exit.USAGE and "measured no line coverage" in err
 
 
 def write_coverage_data(path, measured_file):
@@ -332,10 +346,10 @@ def write_coverage_data(path, measured_file):
 
 def test_line_coverage_of_another_run_is_refused(layout, capsys):
     """A .coverage whose hash is not the one the outcomes recorded comes from another run: refused."""
-    write_coverage_data(layout.root / ".coverage", str(OWN))
+    write_coverage_data(layout.root / ".coverage", str(layout.model))
     layout.record(line_coverage={"data_file": ".coverage", "sha256": "0" * 64, "appended": False})
     status, _, err = run_main(["--from-last-run", "--skip-mutation"], capsys, root=layout.root)
-    assert status == coverage.EXIT_REFUSED
+    assert status == Exit.USAGE
     assert "is not the line coverage of the pytest run that wrote the outcomes" in err
 
 
@@ -352,20 +366,20 @@ def test_coverage_data_is_the_projects_and_its_hash_is_recorded(project, tmp_pat
     one in the current folder), before the session finishes, and the outcomes carry that file's hash.
     A real subprocess (pytest-cov starts before any conftest), with a stub implementation that needs
     no torch and without the plugins this check does not need."""
-    (project.root / "tests" / "measured.py").write_text("X = 1\n")
-    project.write_tests(fake_tests() + "\nimport measured\n")
+    (project.root / "suite" / "measured.py").write_text("X = 1\n")
+    project.write_tests(fake_tests() + "\nfrom suite import measured\n")
     stub = tmp_path / "stub_impl.py"
     stub.write_text(STUB_IMPL)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("COVERAGE_FILE", "HYPOTHESIS_STORAGE_DIRECTORY")}
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(project.root / "tests"), f"--gpt-impl={stub}",
-                           "--cov=measured", "--cov-report=", "-p", "no:hypothesispytest", "-p", "no:xdist"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(project.root / "suite"), f"--gpt-impl={stub}",
+                           "--cov=suite.measured", "--cov-report=", "-p", "no:hypothesispytest", "-p", "no:xdist"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads(project.outcomes.read_text())["line_coverage"]
     assert record["data_file"] == ".coverage" and not record["appended"]
-    assert record["sha256"] == cli.file_sha256(project.root / ".coverage")
+    assert record["sha256"] == file_sha256(project.root / ".coverage")
     assert list(elsewhere.iterdir()) == []
 
 
@@ -378,7 +392,7 @@ def test_relative_coverage_data_is_read_from_the_project_root_wherever_one_stand
     (root / "impl.py").write_text("def norm(x):\n    return x\n")
     write_coverage_data(root / ".coverage", "impl.py")
     monkeypatch.chdir(tmp_path)
-    lines = coverage.line_coverage(root / ".coverage", root / "impl.py", [], root)
+    lines = report_inputs.line_coverage(root / ".coverage", root / "impl.py", [], root)
     assert lines is not None and lines["overall"] == (2, 2)
 
 
@@ -389,32 +403,31 @@ def test_relative_coverage_data_is_read_from_the_project_root_wherever_one_stand
 def test_stale_mutants_are_listed_and_the_exit_status_says_the_catalog_needs_attention(layout, capsys):
     """LM head tests fail and a mutant's target text is gone: the table is written (LM head ❌), the
     mutation section lists the stale mutant, and the exit status is the catalog's (4)."""
-    from nanochat import mutation
     project = layout
     project.record(all_passing() + [result("failed", "lm_head.untied_softcap", name="test_lm_head_softcap_is_15")])
     fingerprint = json.loads(project.outcomes.read_text())["fingerprint"]
     stale = mutation.Result("softcap_doubled", "lm_head", "softcap doubled", "stale")
     other = mutation.Result("mlp_relu", "mlp", "ReLU instead of ReLU²", "not_run")
-    (project.root / ".nanochat" / "mutation.json").write_text(mutation.to_json(
+    (project.root / ".nanochat-verify" / "mutation.json").write_text(mutation.to_json(
         [stale, other], "nanochat/gpt.py", fingerprint=fingerprint,
-        control_failure="the failing test is tests/test_fake.py::test_lm_head_softcap_is_15"))
+        control_failure="the failing test is suite/test_fake.py::test_lm_head_softcap_is_15"))
     status, _, err = run_main(["--from-last-run", "--no-line-coverage"], capsys, root=project.root)
-    assert status == coverage.EXIT_CATALOG, err
+    assert status == Exit.CATALOG, err
     text = project.output.read_text()
-    assert row(text, "Language modeling head")[5] == FAILED
-    assert "| `softcap_doubled` | lm_head | softcap doubled | ⚠️ stale" in text
+    assert row(text, "Language modeling head")[STATUS] == FAILED
+    assert "| `softcap_doubled` | softcap doubled | ⚠️ stale" in text
     assert "Not scored: the unmodified implementation fails the suite" in text
     assert "the mutation catalog needs attention: softcap_doubled" in err
 
 
 def test_mutation_results_of_other_sources_are_refused(layout, capsys):
     """A mutation.json whose fingerprint differs from the outcomes' is from another tree: refused."""
-    from nanochat import mutation
     project = layout
     project.record()
-    (project.root / ".nanochat" / "mutation.json").write_text(mutation.to_json([], "nanochat/gpt.py", fingerprint="old"))
+    (project.root / ".nanochat-verify" / "mutation.json").write_text(
+        mutation.to_json([], "nanochat/gpt.py", fingerprint="old"))
     status, _, err = run_main(["--from-last-run", "--no-line-coverage"], capsys, root=project.root)
-    assert status == coverage.EXIT_REFUSED and "from other sources than the test outcomes" in err
+    assert status == Exit.USAGE and "from other sources than the test outcomes" in err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,9 +456,9 @@ def test_breaking_the_softcap_fails_the_lm_head_row_and_not_the_loss_row(lazy_im
     """The real LM head and loss tests, against a copy of gpt.py whose softcap the catalog broke, run
     by the generator itself: LM head ❌, loss ✅ (the other rows come from fake passing tests), the
     report written to its own path while the project's report stays untouched."""
-    for name in ("conftest.py", "test_lm_head.py", "test_loss.py"):
-        target = "conftest.py" if name == "conftest.py" else f"test_real_{name.removeprefix('test_')}"
-        shutil.copy(ROOT / "tests" / name, project.root / "tests" / target)
+    for name in ("conftest.py", "explicit.py", "strategies.py", "test_lm_head.py", "test_loss.py"):
+        target = f"test_real_{name.removeprefix('test_')}" if name.startswith("test_") else name
+        shutil.copy(ROOT / "tests" / name, project.root / "suite" / target)
     project.write_tests(fake_tests(skip=("lm_head", "loss")))
     broken = tmp_path / "gpt_softcap_broken.py"
     broken.write_text(softcap_mutant().apply(OWN.read_text()))
@@ -456,15 +469,15 @@ def test_breaking_the_softcap_fails_the_lm_head_row_and_not_the_loss_row(lazy_im
     outer_profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "quick")
     try:
-        status, _, err = run_main(argv, capsys, root=project.root, run_pytest=project.run_pytest)
+        status, _, err = run_main(argv, capsys, root=project.root, run_pytest=project.run_pytest, suite=[])
     finally:
         settings.load_profile(outer_profile)
-    assert status == coverage.EXIT_UNVERIFIED, err
+    assert status == Exit.NOT_VERIFIED, err
     text = report.read_text()
-    assert row(text, "Language modeling head")[5] == FAILED
-    assert row(text, "Loss computation")[5] == PASSED and row(text, "Loss computation")[3] != "1"
+    assert row(text, "Language modeling head")[STATUS] == FAILED
+    assert row(text, "Loss computation")[STATUS] == PASSED and row(text, "Loss computation")[2] != "1"
     assert unverified_rows(text) == ["Language modeling head"]
-    assert f"Implementation under test: `{broken}`" in text
+    assert f"`{broken.name}` verified against the card `{CARD.name}`" in text
     assert project.output.read_text() == COMMITTED
 
 
@@ -492,7 +505,7 @@ def test_a_run_from_another_folder_writes_only_into_the_project(project, tmp_pat
     monkeypatch.delenv("COVERAGE_FILE", raising=False)
     monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
     monkeypatch.chdir(elsewhere)
-    result = project.pytest(str(project.root / "tests"))
+    result = project.pytest(str(project.root / "suite"))
     assert result.ret == 0 and result.parseoutcomes()["passed"] >= 2
     assert json.loads(project.outcomes.read_text())["complete"]
     assert os.environ["COVERAGE_FILE"] == str(project.root / ".coverage")
@@ -506,8 +519,8 @@ def test_the_generator_reads_and_writes_in_the_project_root_from_any_folder(layo
     project.record()
     monkeypatch.chdir(tmp_path)
     status, _, err = run_main(LAST_RUN, capsys, root=project.root)
-    assert status == coverage.EXIT_OK, err
-    assert coverage.BEGIN in project.output.read_text()
+    assert status == Exit.OK, err
+    assert report_render.BEGIN in project.output.read_text()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,19 +528,20 @@ def test_the_generator_reads_and_writes_in_the_project_root_from_any_folder(layo
 
 
 def test_help_works_without_pytest_or_coverage_installed():
-    """`python -m nanochat.coverage --help` imports neither pytest nor coverage.py (nor torch)."""
+    """`python -m nanochat_verify.report --help` imports neither pytest nor coverage.py (nor torch)."""
     code = ("import sys, runpy; sys.modules.update(pytest=None, coverage=None, torch=None); "
-            "sys.argv = ['nanochat.coverage', '--help']; runpy.run_module('nanochat.coverage', run_name='__main__')")
+            "sys.argv = ['nanochat_verify.report', '--help']; runpy.run_module('nanochat_verify.report', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "--from-last-run" in proc.stdout and "Exit status" in proc.stdout
 
 
-def test_outside_a_source_checkout_the_generator_says_it_needs_one(tmp_path, capsys):
-    """Installed without the tests beside it, the generator refuses in one line instead of failing in pytest."""
+def test_outside_any_checkout_the_generator_says_there_is_nothing_to_verify(tmp_path, capsys):
+    """Started where there is no nanochat checkout and no --gpt-impl, the generator refuses in one line, naming what
+    it looked for, instead of failing in pytest."""
     status, out, err = run_main(["--from-last-run"], capsys, root=tmp_path)
-    assert status == 2 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "needs a source checkout" in err
+    assert status == Exit.USAGE and out == ""
+    assert len(err.strip().splitlines()) == 1 and "nothing to verify" in err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,8 +550,8 @@ def test_outside_a_source_checkout_the_generator_says_it_needs_one(tmp_path, cap
 
 def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
     """A child that never finishes is killed at the limit, and the refusal says how to allow more time."""
-    with pytest.raises(coverage.Refused, match=r"the test run took longer than 0.5 s .* --timeout SECONDS"):
-        coverage.run_with_limit([sys.executable, "-c", "import time; time.sleep(60)"], cwd=ROOT,
+    with pytest.raises(report_inputs.Refused, match=r"the test run took longer than 0.5 s .* --timeout SECONDS"):
+        report_run.run_with_limit([sys.executable, "-c", "import time; time.sleep(60)"], cwd=ROOT,
                                 env=dict(os.environ), timeout=0.5, what="the test run")
 
 
@@ -546,7 +560,7 @@ def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
 
 
 def damage(project, how):
-    data_dir = project.root / ".nanochat"
+    data_dir = project.root / ".nanochat-verify"
     if how == "truncated-outcomes":
         project.outcomes.write_text(project.outcomes.read_text()[:100])
     elif how == "empty-outcomes":
@@ -558,8 +572,8 @@ def damage(project, how):
     elif how == "garbage-coverage-data":
         project.edit_outcomes(line_coverage={"data_file": ".coverage", "sha256": "0" * 64, "appended": False})
         (project.root / ".coverage").write_bytes(b"\x00garbage, not a database" * 50)
-    return {"truncated-mutation": ".nanochat/mutation.json",
-            "garbage-coverage-data": ".coverage"}.get(how, ".nanochat/outcomes.json")
+    return {"truncated-mutation": ".nanochat-verify/mutation.json",
+            "garbage-coverage-data": ".coverage"}.get(how, ".nanochat-verify/outcomes.json")
 
 
 @pytest.mark.parametrize("how", ["truncated-outcomes", "empty-outcomes", "empty-object-outcomes", "truncated-mutation",
@@ -572,9 +586,9 @@ def test_a_damaged_input_is_one_line_naming_the_file_and_the_command_that_regene
     name = damage(project, how)
     argv = ["--from-last-run"] + ([] if how == "garbage-coverage-data" else ["--no-line-coverage"])
     status, out, err = run_main(argv, capsys, root=project.root)
-    assert status == coverage.EXIT_DAMAGED, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith(f"coverage: {name}: ")
-    assert "Traceback" not in err and ("`pytest`" in err or "python -m nanochat.mutation" in err)
+    assert status == Exit.DAMAGED, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"report: {name}: ")
+    assert "Traceback" not in err and ("`pytest`" in err or "python -m nanochat_verify.mutation" in err)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -610,14 +624,14 @@ def test_a_sub_component_without_a_test_stops_the_generator_and_writes_nothing(l
     project = layout
     project.record([t for t in all_passing() if skip not in t.components])
     status, _, err = run_main(LAST_RUN, capsys, root=project.root)
-    assert status == coverage.EXIT_REFUSED and problem in err
+    assert status == Exit.USAGE and problem in err
     assert project.output.read_text() == COMMITTED
 
 
 def test_unknown_component_ids_in_the_outcomes_are_a_gap_too():
     """A test naming an unknown ID (possible only in an outcomes file edited by hand) is a problem."""
     inputs = inputs_of(all_passing() + [result("passed", "attention.qk_nrom", name="test_typo")])
-    coverage.index_tests(inputs)
+    index_tests(inputs)
     assert "tests/test_a.py::test_typo names unknown component ID 'attention.qk_nrom'" in inputs.problems
 
 
@@ -631,20 +645,20 @@ def test_check_prints_a_diff_and_the_command_that_fixes_it(layout, capsys):
     project.record()
     assert run_main(LAST_RUN, capsys, root=project.root)[0] == 0
     assert run_main(LAST_RUN + ["--check"], capsys, root=project.root)[0] == 0
-    title = "| 1 | Token embeddings (wte) | 1 | 1 | 1 |"
+    title = "| 1 | Token embeddings (wte) | 1 | 1 |"
     project.output.write_text(project.output.read_text().replace(f"{title} ✅", f"{title} ❌"))
     status, out, err = run_main(LAST_RUN + ["--check"], capsys, root=project.root)
-    assert status == coverage.EXIT_UNVERIFIED
+    assert status == Exit.NOT_VERIFIED
     assert f"-{title} ❌" in out and f"+{title} ✅" in out
-    assert "Regenerate it with:\n\n    python -m nanochat.coverage\n" in err
+    assert "Regenerate it with:\n\n    python -m nanochat_verify.report\n" in err
 
 
 def test_prose_around_the_markers_is_kept(layout, capsys):
     """Only the text between BEGIN and END is regenerated; hand-written prose around it survives."""
     project = layout
     project.record()
-    project.output.write_text(f"# My notes\n\nHand-written.\n\n{coverage.BEGIN}\nold\n{coverage.END}\n\nFooter.\n")
+    project.output.write_text(f"# My notes\n\nHand-written.\n\n{report_render.BEGIN}\nold\n{report_render.END}\n\nFooter.\n")
     run_main(LAST_RUN, capsys, root=project.root)
     text = project.output.read_text()
-    assert text.startswith("# My notes\n\nHand-written.\n\n" + coverage.BEGIN)
-    assert text.endswith(coverage.END + "\n\nFooter.\n") and "\nold\n" not in text
+    assert text.startswith("# My notes\n\nHand-written.\n\n" + report_render.BEGIN)
+    assert text.endswith(report_render.END + "\n\nFooter.\n") and "\nold\n" not in text

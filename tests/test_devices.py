@@ -9,7 +9,7 @@ a CUDA machine the same checks run on the GPU.
 import pytest
 import torch
 
-from nanochat.architecture import FEATURES
+from nanochat_verify.card import FEATURES
 
 DEVICES = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.explicit import rms, rms_norm
+from .explicit import rms, rms_norm
 
 pytestmark = pytest.mark.component("embedding.wte")
 

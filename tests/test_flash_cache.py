@@ -5,7 +5,7 @@ once, after the last layer. Reached through the contract's cache adapter (nanoch
 import pytest
 import torch
 
-from nanochat.contract import CacheAdapter
+from nanochat_verify.contract import CacheAdapter
 
 pytestmark = pytest.mark.component("flash_cache.layout")
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from tests.conftest import cast_parameters
-from tests.explicit import rope_tables
-from tests.strategies import min_width
+from .conftest import cast_parameters
+from .explicit import rope_tables
+from .strategies import min_width
 
 pytestmark = pytest.mark.component("gradients.backward")
 

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from nanochat.architecture import FEATURES, INIT_KEYS
-from tests.conftest import parameter_groups
+from nanochat_verify.card import FEATURES, INIT_KEYS
+from .conftest import parameter_groups
 
 # which component of the table each init group belongs to
 OWNER = {
@@ -97,7 +97,7 @@ def test_each_parameter_group_is_drawn_from_the_card_distribution(initialised, a
 def pytest_generate_tests(metafunc):
     """random_group: the groups the card draws at random (the others are zeros, constants or schedules)."""
     if "random_group" in metafunc.fixturenames:
-        from nanochat.pytest_plugin import ARCH_KEY
+        from nanochat_verify.plugin.options import ARCH_KEY
         card = metafunc.config.stash[ARCH_KEY]
         metafunc.parametrize("random_group", [g for g in GROUPS if card.init_rule(g.values[0]).dist in RANDOM])
 

@@ -8,9 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanochat.engine import KVCache
-from tests.conftest import cast_parameters
-from tests.explicit import rope_complex
+from .conftest import cast_parameters
+from .explicit import rope_complex
 
 pytestmark = pytest.mark.component("inference.kv_cache")
 
@@ -123,9 +122,9 @@ def test_reset_starts_a_new_sequence(model, idx, config, new_cache, caches):
 @pytest.mark.project_only
 class TestKVCacheProtocol:
 
-    def test_position_advances_after_the_last_layer_inserts(self):
+    def test_position_advances_after_the_last_layer_inserts(self, kv_cache_class):
         """insert_kv for layers 0..L-2 keeps the position; the last layer's insert advances it by T."""
-        cache = KVCache(1, 2, 8, 4, 3)
+        cache = kv_cache_class(1, 2, 8, 4, 3)
         k = torch.randn(1, 2, 5, 4)
         for layer in range(2):
             cache.insert_kv(layer, k, k)
@@ -133,9 +132,9 @@ class TestKVCacheProtocol:
         cache.insert_kv(2, k, k)
         assert cache.get_pos() == 5
 
-    def test_insert_returns_the_prefix_and_the_new_entries(self):
+    def test_insert_returns_the_prefix_and_the_new_entries(self, kv_cache_class):
         """insert_kv returns (B, H, T_prefix + T_new, D): everything cached for that layer so far."""
-        cache = KVCache(1, 2, 8, 4, 1)
+        cache = kv_cache_class(1, 2, 8, 4, 1)
         k1, v1 = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
         k2, v2 = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
         cache.insert_kv(0, k1, v1)
@@ -143,9 +142,9 @@ class TestKVCacheProtocol:
         torch.testing.assert_close(k_all, torch.cat([k1, k2], dim=2), rtol=0, atol=0)
         torch.testing.assert_close(v_all, torch.cat([v1, v2], dim=2), rtol=0, atol=0)
 
-    def test_growth_keeps_the_cached_entries(self):
+    def test_growth_keeps_the_cached_entries(self, kv_cache_class):
         """Growing past the initial length copies what was cached, in every layer."""
-        cache = KVCache(1, 1, 2, 2, 2)
+        cache = kv_cache_class(1, 1, 2, 2, 2)
         ks = [torch.randn(1, 1, 1, 2) for _ in range(5)]
         for k in ks:
             for layer in range(2):

@@ -5,7 +5,7 @@ Their init schedules are in tests/test_init.py (cases resid_lambdas, x0_lambdas)
 import pytest
 import torch
 
-from tests.explicit import rms_norm
+from .explicit import rms_norm
 
 pytestmark = pytest.mark.component("lambdas.application")
 

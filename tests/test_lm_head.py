@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import cast_parameters
+from .conftest import cast_parameters
 
 pytestmark = pytest.mark.component("lm_head.untied_softcap")
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests import explicit
+from . import explicit
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 

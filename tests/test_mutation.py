@@ -1,4 +1,5 @@
-"""Tooling: `python -m nanochat.mutation`, the mutant catalog (nanochat/mutants.py) and its runner."""
+"""Tooling: `python -m nanochat_verify.mutation`, the mutant catalog (nanochat_verify/mutation/catalog/) and its
+runner."""
 
 import json
 import os
@@ -6,18 +7,32 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from nanochat import mutation
-from nanochat.architecture import load_card
-from nanochat.components import COMPONENTS, expand
-from nanochat.mutants import MUTANTS, NAME_PATTERN, M, NotApplicable
+from nanochat_verify.card import load_card
+from nanochat_verify.components import COMPONENTS, expand
+from nanochat_verify.exits import Exit
+from nanochat_verify.mutation import cli
+from nanochat_verify.mutation import runner as mutation
+from nanochat_verify.mutation.catalog import MUTANTS
+from nanochat_verify.mutation.mutant import NAME_PATTERN, M, NotApplicable
+from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
 
 pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.mutation")]
 
-OWN_SOURCE = mutation.OWN_IMPL.read_text()
+OWN_SOURCE = OWN_MODEL.read_text() if OWN_MODEL else ""  # tooling tests run in the kit's checkout only
 SCORED = [m for m in MUTANTS if not m.equivalent]
+UPSTREAM_92D = Path(SOURCE_ROOT or ".").parent / "shared" / "upstream" / "nanochat-92d63d4" / "nanochat" / "gpt.py"
+needs_shared = pytest.mark.skipif(not UPSTREAM_92D.is_file(), reason="needs ../shared/upstream beside the checkout "
+                                                                    "(the real nanochat, test data that CI has)")
+
+
+def run_catalog(mutants, target, **kwargs):
+    """The runner on this project, under its card."""
+    return mutation.run_catalog(mutants, target, card=kwargs.pop("card", load_card()),
+                                root=kwargs.pop("root", SOURCE_ROOT), **kwargs)
 
 
 def failing(node="tests/test_x.py::test_a"):
@@ -72,6 +87,55 @@ def test_catalog_has_at_least_25_scored_mutants():
     assert len(SCORED) >= 25
 
 
+def test_no_two_mutants_make_the_same_change():
+    """The catalog counts distinct bugs: no two entries apply the same edits or append the same override."""
+    changes = {}
+    for m in MUTANTS:
+        changes.setdefault(m.apply(OWN_SOURCE), []).append(m.name)
+    assert [names for names in changes.values() if len(names) > 1] == []
+
+
+def comment_and_docstring_spans(source):
+    """(start, end) character offsets of the comments and docstrings of a module."""
+    import ast
+    import io
+    import tokenize
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    spans = [(starts[t.start[0] - 1] + t.start[1], starts[t.end[0] - 1] + t.end[1])
+             for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+    spans += [(starts[n.lineno - 1] + n.col_offset, starts[n.end_lineno - 1] + n.end_col_offset)
+              for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+              and isinstance(n.value.value, str)]
+    return spans
+
+
+def test_every_edit_anchors_on_code_never_on_a_comment_or_a_docstring():
+    """An edit's target text lies in code: a mutant must not stop applying because a comment was reworded, nor
+    "break" a docstring (each edit is checked against the source as the edits before it left it)."""
+    card = load_card()
+    anchored_on_prose = []
+    for m in MUTANTS:
+        source = OWN_SOURCE
+        for old, new in m.texts(card):
+            at = source.index(old)
+            if any(a < at + len(old) and at < b for a, b in comment_and_docstring_spans(source)):
+                anchored_on_prose.append(m.name)
+            source = source.replace(old, new)
+    assert anchored_on_prose == []
+
+
+def test_each_catalog_file_holds_the_mutants_of_its_own_component():
+    """catalog/<component>.toml holds exactly the mutants that break that component, and every file of the folder
+    is a component's."""
+    from nanochat_verify.components import BY_KEY
+    from nanochat_verify.mutation.catalog import CATALOG_DIR, component_files, read_catalog_file
+    assert sorted(component_files()) == sorted(CATALOG_DIR.glob("*.toml"))
+    for path in component_files():
+        assert {m.component for m in read_catalog_file(path)} == {path.stem} and path.stem in BY_KEY, path.name
+
+
 def test_an_edit_must_match_exactly_once():
     """A target text found zero or two times makes the mutant not applicable rather than guessing."""
     missing = M("missing", "rope", "edits text that is not there", ("no such text", "x"))
@@ -90,16 +154,16 @@ def softcap_mutant():
 def test_after_an_architecture_change_a_mutant_whose_text_is_gone_is_stale_and_the_others_run(tmp_path, monkeypatch):
     """The project's gpt.py with the softcap changed (as a user changing LOGIT_SOFTCAP would): the
     softcap mutant no longer applies; it is `stale`, not a harness failure that stops the run, the
-    other mutants still run, and the exit status (3) says the catalog needs attention."""
+    other mutants still run, and the exit status (4) says the catalog needs attention."""
     changed = tmp_path / "gpt.py"
     changed.write_text(softcap_mutant().apply(OWN_SOURCE))
-    monkeypatch.setattr(mutation, "OWN_IMPL", changed)
+    monkeypatch.setattr(mutation, "is_own_model", lambda path: Path(path) == changed)
     killed = next(m for m in MUTANTS if m.component == "mlp" and not m.equivalent)
-    results = mutation.run_catalog([softcap_mutant(), killed], str(changed),
-                                   runner=scripted({killed.name: (1, failing("tests/test_mlp.py::test_k"))}))
+    results = run_catalog([softcap_mutant(), killed], str(changed),
+                          runner=scripted({killed.name: (1, failing("tests/test_mlp.py::test_k"))}))
     assert [(r.name, r.status) for r in results] == [(softcap_mutant().name, "stale"), (killed.name, "killed")]
     assert "not found" in results[0].detail
-    assert mutation.exit_status(results) == 3
+    assert mutation.exit_status(results) == Exit.CATALOG
     assert json.loads(mutation.to_json(results, "nanochat/gpt.py"))["totals"]["stale"] == 1
 
 
@@ -108,7 +172,7 @@ def test_a_failing_control_still_reports_which_mutants_are_stale():
     report can then show the honest table and the stale mutants."""
     runner = scripted({mutation.CONTROL: (1, failing("tests/test_lm_head.py::test_softcap"))})
     with pytest.raises(mutation.ControlFailed) as caught:
-        mutation.run_catalog(MUTANTS[:2], "nanochat.gpt", runner=runner)
+        run_catalog(MUTANTS[:2], str(SOURCE_ROOT), runner=runner)
     assert [r.status for r in caught.value.results] == ["not_run", "not_run"]
     data = json.loads(mutation.to_json(caught.value.results, "nanochat/gpt.py", control_failure=caught.value.reason))
     assert data["control"] == "failed" and "tests/test_lm_head.py::test_softcap" in data["control_failure"]
@@ -153,7 +217,7 @@ def test_anything_but_a_test_failure_or_a_clean_pass_is_a_harness_error(code, ou
 
 def scripted(outcomes_by_task):
     """A stand-in for run_tasks: every task 'finishes' with the scripted (exit code, outcomes)."""
-    def run(tasks, workdir, jobs, extra, timeout, control_limit, on_done, use_fork):
+    def run(tasks, workdir, jobs, extra, timeout, control_limit, on_done, use_fork, root):
         assert tasks[0].name == mutation.CONTROL  # the control always runs, and first
         for task in tasks:
             assert task.copy.is_file()
@@ -165,7 +229,7 @@ def test_a_failing_control_aborts_the_run_as_a_harness_failure():
     """If the unmutated copy fails the suite nothing is scored: the run stops with the failing test named."""
     runner = scripted({mutation.CONTROL: (1, failing("tests/test_x.py::test_broken"))})
     with pytest.raises(mutation.ControlFailed, match="tests/test_x.py::test_broken"):
-        mutation.run_catalog(MUTANTS[:2], "nanochat.gpt", runner=runner)
+        run_catalog(MUTANTS[:2], str(SOURCE_ROOT), runner=runner)
 
 
 def test_runner_maps_each_run_to_its_mutant_status():
@@ -174,21 +238,19 @@ def test_runner_maps_each_run_to_its_mutant_status():
                                             next(m for m in MUTANTS if m.equivalent))
     runner = scripted({killed.name: (1, failing("tests/test_x.py::test_k")), broken.name: (4, None),
                        equivalent.name: (1, failing())})
-    results = mutation.run_catalog([killed, survivor, broken, equivalent], "nanochat.gpt", runner=runner)
+    results = run_catalog([killed, survivor, broken, equivalent], str(SOURCE_ROOT), runner=runner)
     assert [(r.name, r.status, r.killed_by) for r in results] == [
         (killed.name, "killed", "tests/test_x.py::test_k"), (survivor.name, "survived", None),
         (broken.name, "harness_error", None), (equivalent.name, "equivalent", None)]
-    assert mutation.totals(results)["total"] == 3 and mutation.exit_status(results) == 1
+    assert mutation.totals(results)["total"] == 3 and mutation.exit_status(results) == Exit.NOT_VERIFIED
 
 
-UPSTREAM_92D = mutation.PROJECT_ROOT.parent / "shared" / "upstream" / "nanochat-92d63d4" / "nanochat" / "gpt.py"
-
-
+@needs_shared
 @pytest.mark.parametrize("name, reason", [
-    ("flash_advance_row0_only_r5", "overrides FlashKVCache, which this implementation does not define"),
+    ("flash_advance_row0_only", "overrides FlashKVCache, which this implementation does not define"),
     ("smear_uses_next", "overrides GPT._smear, which this implementation does not define"),
     ("topk_keeps_k_plus_one", "breaks an extra of this project's nanochat/gpt.py"),
-    ("default_seed_changed_r2", "breaks an extra of this project's nanochat/gpt.py"),
+    ("default_seed_0", "breaks an extra of this project's nanochat/gpt.py"),
     ("rope_compute_in_bf16", "which this card keeps 'compute', not bfloat16"),
 ], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-generate", "changes-generates-seed",
         "rope-in-the-tables-dtype-under-float32-tables"])
@@ -208,8 +270,8 @@ def test_text_mutants_are_not_applicable_to_another_implementation(tmp_path):
     assert OWN_SOURCE.count(base) == 1
     other.write_text(OWN_SOURCE.replace(base, base.replace(" = ", " = 0 + ")))
     by_name = {m.name: m for m in MUTANTS}
-    results = mutation.run_catalog([by_name["rope_base_500k"], by_name["rmsnorm_identity"]], str(other),
-                                   runner=scripted({}))
+    results = run_catalog([by_name["rope_base_500k"], by_name["rmsnorm_identity"]], str(other),
+                          runner=scripted({}))
     assert [r.status for r in results] == ["not_applicable", "survived"]
 
 
@@ -229,10 +291,10 @@ def test_json_is_sorted_by_name_with_totals_and_no_timings():
 
 def test_list_prints_the_catalog_and_unknown_names_are_rejected(capsys):
     """--list shows every mutant; --only with an unknown name fails with exit status 2 before running."""
-    assert mutation.main(["--list"]) == 0
+    assert cli.main(["--list"]) == Exit.OK
     out = capsys.readouterr().out
     assert all(m.name in out for m in MUTANTS)
-    assert mutation.main(["--only", "no_such_mutant", "--list"]) == 2
+    assert cli.main(["--only", "no_such_mutant", "--list"]) == Exit.USAGE
     assert "no_such_mutant" in capsys.readouterr().out
 
 
@@ -242,7 +304,7 @@ def test_list_prints_the_catalog_and_unknown_names_are_rejected(capsys):
     (["--timeout", "nan"], "--timeout: must be a positive number of seconds"),
     (["--only", ""], "--only: names no mutant"),
     (["--only", ","], "--only: names no mutant"),
-    (["--jobs", "0"], "--jobs: must be at least 1"),
+    (["--jobs", "0"], "--jobs: must be a positive integer"),
     (["--catalog", "no_such_catalog_module"], "--catalog 'no_such_catalog_module': no importable module"),
     (["--catalog", "{tmp}/missing.py"], "no such file"),
     (["--json", "{tmp}"], "--json {tmp}: is a directory"),
@@ -252,10 +314,10 @@ def test_list_prints_the_catalog_and_unknown_names_are_rejected(capsys):
         "catalog-module-missing", "catalog-file-missing", "json-is-a-directory", "json-folder-missing", "empty-impl"])
 def test_bad_options_are_one_line_and_exit_2_before_anything_runs(argv, problem, tmp_path, capsys, monkeypatch):
     """Every unusable option is refused at once, in one line, without a traceback and without running."""
-    monkeypatch.setattr(mutation, "run_catalog", lambda *a, **k: pytest.fail("the catalog ran"))
+    monkeypatch.setattr(cli, "run_catalog", lambda *a, **k: pytest.fail("the catalog ran"))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
-        status = mutation.main(argv)
+        status = cli.main(argv)
     except SystemExit as e:
         status = e.code
     captured = capsys.readouterr()
@@ -301,8 +363,7 @@ def test_rope_leaves_the_stub_alone(impl):
 
 STUB_PYPROJECT = """
 [tool.pytest.ini_options]
-addopts = ["-p", "nanochat.pytest_plugin", "-p", "no:hypothesispytest", "-p", "no:xdist"]
-markers = ["component(*ids): sub-components"]
+addopts = ["-p", "no:hypothesispytest", "-p", "no:xdist"]
 """
 
 
@@ -328,12 +389,12 @@ def test_real_runs_give_control_kill_survivor_harness_error_and_not_applicable(s
                M("eq_probe", "rope", "equivalent: a comment changes nothing", ("return x\n", "return x  # same\n"),
                  equivalent=True),
                M("not_in_stub", "rope", "edits text the stub lacks", ("no such text", "x")))
-    results = mutation.run_catalog(catalog, str(impl), jobs=2, extra=suite, use_fork=False)
+    results = run_catalog(catalog, str(impl), jobs=2, suite=suite, root=Path(suite[0]), use_fork=False)
     got = {r.name: (r.status, r.killed_by) for r in results}
     assert got.pop("norm_thirds") == ("killed", "test_stub.py::test_norm_halves"), results
     assert got == {"probe_survivor": ("survived", None), "probe_broken_import": ("harness_error", None),
                    "eq_probe": ("equivalent", None), "not_in_stub": ("not_applicable", None)}
-    assert mutation.exit_status(results) == 1
+    assert mutation.exit_status(results) == Exit.NOT_VERIFIED
 
 
 def test_the_control_run_honours_the_timeout(stub, tmp_path):
@@ -346,7 +407,7 @@ def test_the_control_run_honours_the_timeout(stub, tmp_path):
     started = time.monotonic()
     mutation.run_tasks([mutation.Task(mutation.CONTROL, hanging, None)], tmp_path, 1, suite, timeout=0.5,
                        control_limit=60, on_done=lambda task, code, outcomes, seconds: finished.append(code),
-                       use_fork=False)
+                       use_fork=False, root=Path(suite[0]))
     assert finished == [mutation.TIMED_OUT]
     assert time.monotonic() - started < 20
 
@@ -358,13 +419,15 @@ def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
     impl, _ = stub
     script = textwrap.dedent(f"""
         import sys
-        from nanochat import mutation
-        from nanochat.mutants import M
+        from pathlib import Path
+        from nanochat_verify.card import load_card
+        from nanochat_verify.mutation import runner as mutation
+        from nanochat_verify.mutation.mutant import M
         seen = []
         mutation.run_tasks = lambda *args: seen.append(mutation._single_threaded())
         catalog = (M("cuda_probe", "rope", "a CUDA-only probe", ("no such text", "x"), needs_cuda=True),
                    M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")))
-        mutation.run_catalog(catalog, {str(impl)!r}, jobs=2)
+        mutation.run_catalog(catalog, {str(impl)!r}, card=load_card(), root=Path.cwd(), jobs=2)
         sys.exit(0 if seen == [True] else 1)
     """)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
@@ -372,10 +435,11 @@ def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_outside_a_source_checkout_the_runner_says_it_needs_one(tmp_path, monkeypatch, capsys):
-    """Installed without the tests beside it, the runner refuses in one line instead of failing in pytest."""
-    monkeypatch.setattr(mutation, "PROJECT_ROOT", tmp_path)
+def test_outside_any_project_the_runner_says_there_is_nothing_to_verify(tmp_path, monkeypatch, capsys):
+    """Started in a folder with no nanochat checkout and no --gpt-impl, the runner refuses in one line, naming what
+    it looked for, instead of failing in pytest."""
+    monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
     with pytest.raises(SystemExit) as caught:
-        mutation.main([])
+        cli.main([])
     err = capsys.readouterr().err
-    assert caught.value.code == 2 and len(err.strip().splitlines()) == 1 and "needs a source checkout" in err
+    assert caught.value.code == Exit.USAGE and len(err.strip().splitlines()) == 1 and "nothing to verify" in err

@@ -5,7 +5,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.explicit import rms, rms_norm
+from .explicit import rms, rms_norm
 
 moderate_scales = st.floats(0.3, 1e3)
 

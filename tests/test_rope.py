@@ -10,8 +10,8 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.explicit import rope_complex, rope_tables
-from tests.strategies import positions
+from .explicit import rope_complex, rope_tables
+from .strategies import positions
 
 pytestmark = pytest.mark.component("rope.rotary")
 

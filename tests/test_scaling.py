@@ -11,9 +11,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanochat.architecture import FEATURES
-from nanochat.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
-from tests.strategies import config_kwargs
+from nanochat_verify.card import FEATURES
+from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
+from .strategies import config_kwargs
 
 pytestmark = pytest.mark.component("scaling.parameter_count")
 

@@ -10,7 +10,7 @@ by one-hot codes of their position, so each head's output row is its row of the 
 import pytest
 import torch
 
-from tests.test_attention import attention_matrix
+from .test_attention import attention_matrix
 
 SEQUENCE_LEN = 512  # short window: ceil(512 / 4 / 128) * 128 = 128; long: 512
 T = 136  # past the short window, and small enough that one-hot codes fit a head (head_dim 136)

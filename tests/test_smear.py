@@ -5,7 +5,7 @@ predecessor. Decoding with a KV cache, the cache carries the previous position's
 import pytest
 import torch
 
-from tests.explicit import rms_norm
+from .explicit import rms_norm
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """
-The tracer (nanochat/tracer.py) and the command line built on it (python -m nanochat.trace).
+The tracer (nanochat_verify/trace/hooks.py) and the command line built on it (python -m nanochat_verify.trace).
 
 The tracer must show every sub-component of the component table on a real forward and backward
 pass, of this project's model and of the naive reference implementation alike (it hooks, it never
@@ -12,23 +12,23 @@ import json
 import math
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nanochat import trace as trace_cli
-from nanochat.components import COMPONENTS as ALL_COMPONENTS
-from nanochat.contract import load_implementation
-from nanochat.architecture import load_card
-from nanochat.trace_report import percent_of
-from nanochat.tracer import trace
+from nanochat_verify.card import load_card
+from nanochat_verify.components import COMPONENTS as ALL_COMPONENTS
+from nanochat_verify.contract import load_implementation
+from nanochat_verify.paths import SOURCE_ROOT, SUITE_DIR
+from nanochat_verify.trace import cli as trace_cli
+from nanochat_verify.trace import sections, training
+from nanochat_verify.trace.hooks import trace
+from nanochat_verify.trace.render import percent_of
 
-ROOT = Path(__file__).resolve().parent.parent
 # the seed table's 12 components, the ones the default (seed) architecture has and the trace shows
 COMPONENTS = tuple(c for c in ALL_COMPONENTS if getattr(c, "feature", None) is None)
-IMPLEMENTATIONS = {"own": "nanochat.gpt", "reference": str(ROOT / "tests" / "reference_gpt.py")}
+IMPLEMENTATIONS = {"own": str(SOURCE_ROOT), "reference": str(SUITE_DIR / "reference_gpt.py")}  # tooling: the checkout only
 
 # 2 layers, grouped-query attention 4:2, head_dim 8: q and k differ in shape, so a swapped label shows
 CFG = dict(sequence_len=8, vocab_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
@@ -346,7 +346,7 @@ def test_ctrl_c_is_one_line_and_exit_status_130(capsys, monkeypatch):
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C left the command line as a traceback")
     assert status == 130
-    assert err.strip() == "nanochat.trace: interrupted" and "Traceback" not in out + err
+    assert err.strip() == "nanochat_verify.trace: interrupted" and "Traceback" not in out + err
 
 
 @pytest.mark.tooling
@@ -356,12 +356,12 @@ def test_a_tensor_of_the_wrong_shape_is_named_with_its_shape(capsys, monkeypatch
     shape (exit status 1), before any comparison of tensors that cannot be compared."""
     config = load_implementation(IMPLEMENTATIONS["own"]).GPTConfig(**CFG)
     cache = {"logits": torch.zeros(B, T, V + 1), "lm_head.input": torch.zeros(B, T, C)}
-    with pytest.raises(trace_cli.TraceError, match=r"logits has shape \(2, 8, 33\), expected \(2, 8, 32\): "
+    with pytest.raises(sections.TraceError, match=r"logits has shape \(2, 8, 33\), expected \(2, 8, 32\): "
                                                    r"forward must return \(B, T, vocab_size\) logits"):
-        trace_cli._check_shapes(cache, config, (B, T), torch.tensor(1.0))
+        training._check_shapes(cache, config, (B, T), torch.tensor(1.0))
 
     def wrong_shape(*args, **kwargs):
-        trace_cli._check_shapes(cache, config, (B, T), torch.tensor(1.0))
+        training._check_shapes(cache, config, (B, T), torch.tensor(1.0))
     monkeypatch.setattr(trace_cli, "run_trace", wrong_shape)
     status, _, err = run_cli(TINY_CLI + ["--no-color"], capsys)
     assert status == 1 and len(err.strip().splitlines()) == 1 and "logits has shape (2, 8, 33)" in err
@@ -371,9 +371,9 @@ def test_a_tensor_of_the_wrong_shape_is_named_with_its_shape(capsys, monkeypatch
 @pytest.mark.component("tooling.tracer")
 def test_comparing_tensors_of_different_shapes_names_both_shapes():
     """A derived check between two tensors of different shapes says so, instead of failing to broadcast."""
-    with pytest.raises(trace_cli.TraceError, match=r"cannot compare block 0 output and input \+ attn \+ mlp: "
+    with pytest.raises(sections.TraceError, match=r"cannot compare block 0 output and input \+ attn \+ mlp: "
                                                    r"shapes \(2, 3\) and \(3, 2\) differ"):
-        trace_cli._max_abs(torch.zeros(2, 3), torch.zeros(3, 2), "block 0 output and input + attn + mlp")
+        sections._max_abs(torch.zeros(2, 3), torch.zeros(3, 2), "block 0 output and input + attn + mlp")
 
 
 @pytest.mark.tooling

@@ -6,8 +6,7 @@ import re
 import pytest
 import torch
 
-from nanochat.engine import FlashKVCache, KVCache
-from tests.conftest import TINY
+from .conftest import TINY
 
 pytestmark = [pytest.mark.component("contract.validation"), pytest.mark.project_only]
 
@@ -95,9 +94,9 @@ def test_unknown_loss_reduction_is_rejected(model, idx, with_targets):
         model(idx, idx if with_targets else None, loss_reduction="avg")
 
 
-def test_rejected_input_leaves_the_kv_cache_untouched(model, config):
+def test_rejected_input_leaves_the_kv_cache_untouched(model, config, kv_cache_class):
     """A refused chunk does not advance or write the cache: decoding continues as if it never came."""
-    cache = KVCache(1, config.n_kv_head, 8, config.n_embd // config.n_head, config.n_layer)
+    cache = kv_cache_class(1, config.n_kv_head, 8, config.n_embd // config.n_head, config.n_layer)
     prompt = torch.tensor([[1, 2, 3]])
     model(prompt, kv_cache=cache)
     snapshot = cache.kv_cache.clone()
@@ -107,10 +106,10 @@ def test_rejected_input_leaves_the_kv_cache_untouched(model, config):
     torch.testing.assert_close(cache.kv_cache, snapshot, rtol=0, atol=0, equal_nan=True)  # unwritten slots are uninitialised
 
 
-def test_a_flash_cache_with_rows_at_different_positions_is_refused(model, config, idx):
+def test_a_flash_cache_with_rows_at_different_positions_is_refused(model, config, idx, flash_kv_cache_class):
     """The model decodes every row at one position: a flash-style cache whose rows stand at 5 and 3 is refused
     before anything is written, not decoded at row 0's position for both (nanochat PR 485)."""
-    cache = FlashKVCache(2, config.n_kv_head, 16, config.n_embd // config.n_head, config.n_layer)
+    cache = flash_kv_cache_class(2, config.n_kv_head, 16, config.n_embd // config.n_head, config.n_layer)
     model(idx[:, :5], kv_cache=cache)
     cache.cache_seqlens[1] = 3
     snapshot = cache.k_cache.clone()
@@ -120,10 +119,10 @@ def test_a_flash_cache_with_rows_at_different_positions_is_refused(model, config
     torch.testing.assert_close(cache.k_cache, snapshot, rtol=0, atol=0)
 
 
-def test_decoding_past_the_rotary_cache_is_rejected(model, config):
+def test_decoding_past_the_rotary_cache_is_rejected(model, config, kv_cache_class):
     """The cache position counts toward the rotary limit: 10 * sequence_len positions in all."""
     limit = 10 * config.sequence_len
-    cache = KVCache(1, config.n_kv_head, limit, config.n_embd // config.n_head, config.n_layer)
+    cache = kv_cache_class(1, config.n_kv_head, limit, config.n_embd // config.n_head, config.n_layer)
     model(torch.zeros(1, limit - 1, dtype=torch.long), kv_cache=cache)
     model(torch.zeros(1, 1, dtype=torch.long), kv_cache=cache)
     with pytest.raises(ValueError, match=f"at position {limit} does not fit the rotary cache of {limit}"):
@@ -169,23 +168,23 @@ def test_bad_generate_arguments_are_rejected_before_any_token(model, args, messa
     ((0, 2, 8, 4, 1), "batch_size must be a positive integer, got 0"),
     ((1, 2, 8, 4, -1), "num_layers must be a positive integer, got -1"),
 ], ids=["batch_size=0", "num_layers=-1"])
-def test_bad_kv_cache_sizes_are_rejected(args, message):
+def test_bad_kv_cache_sizes_are_rejected(args, message, kv_cache_class):
     """KVCache names the size it cannot use."""
     with pytest.raises(ValueError, match=message):
-        KVCache(*args)
+        kv_cache_class(*args)
 
 
-def test_kv_cache_rejects_keys_of_the_wrong_shape():
+def test_kv_cache_rejects_keys_of_the_wrong_shape(kv_cache_class):
     """insert_kv names the expected (B, H_kv, T, D) and what it got, and stores nothing."""
-    cache = KVCache(1, 2, 8, 4, 1)
+    cache = kv_cache_class(1, 2, 8, 4, 1)
     with pytest.raises(ValueError, match=r"expects k and v of shape \(B=1, H_kv=2, T, D=4\), got k \(1, 4, 3, 4\)"):
         cache.insert_kv(0, torch.zeros(1, 4, 3, 4), torch.zeros(1, 4, 3, 4))
     assert cache.get_pos() == 0 and cache.kv_cache is None
 
 
-def test_a_mismatched_batch_leaves_the_kv_cache_untouched(model, config):
+def test_a_mismatched_batch_leaves_the_kv_cache_untouched(model, config, kv_cache_class):
     """A batch of 2 through a cache for 1 is refused at the first layer, before anything is stored."""
-    cache = KVCache(1, config.n_kv_head, 8, config.n_embd // config.n_head, config.n_layer)
+    cache = kv_cache_class(1, config.n_kv_head, 8, config.n_embd // config.n_head, config.n_layer)
     with pytest.raises(ValueError, match="B=1"):
         model(torch.zeros(2, 3, dtype=torch.long), kv_cache=cache)
     assert cache.get_pos() == 0 and cache.kv_cache is None
@@ -243,10 +242,10 @@ def test_a_sequence_as_long_as_the_rotary_cache_is_accepted(model):
     assert model(torch.zeros(1, limit, dtype=torch.long)).shape == (1, limit, model.config.vocab_size)
 
 
-def test_a_chunk_ending_at_the_rotary_limit_through_the_kv_cache_is_accepted_one_more_refused(model, config):
+def test_a_chunk_ending_at_the_rotary_limit_through_the_kv_cache_is_accepted_one_more_refused(model, config, kv_cache_class):
     """Through the cache, T0 + T = 10 * sequence_len is accepted and T0 + T = limit + 1 refused."""
     limit = 10 * config.sequence_len
-    cache = KVCache(1, config.n_kv_head, limit, config.n_embd // config.n_head, config.n_layer)
+    cache = kv_cache_class(1, config.n_kv_head, limit, config.n_embd // config.n_head, config.n_layer)
     model(torch.zeros(1, 100, dtype=torch.long), kv_cache=cache)
     with pytest.raises(ValueError, match=f"T={limit - 99} tokens at position 100 does not fit the rotary cache of {limit}"):
         model(torch.zeros(1, limit - 99, dtype=torch.long), kv_cache=cache)
@@ -284,13 +283,13 @@ SIZES = ("batch_size", "num_heads", "seq_len", "head_dim", "num_layers")
 
 
 @pytest.mark.parametrize("name", SIZES)
-def test_kv_cache_sizes_of_1_are_accepted_and_0_refused(name):
+def test_kv_cache_sizes_of_1_are_accepted_and_0_refused(name, kv_cache_class):
     """Each KVCache size may be 1 (and the cache works) but not 0."""
-    cache = KVCache(1, 1, 1, 2, 1)
+    cache = kv_cache_class(1, 1, 1, 2, 1)
     k, v = cache.insert_kv(0, torch.ones(1, 1, 3, 2), torch.zeros(1, 1, 3, 2))
     assert k.shape == (1, 1, 3, 2) and cache.get_pos() == 3
     with pytest.raises(ValueError, match=f"KVCache {name} must be a positive integer, got 0"):
-        KVCache(**{n: 0 if n == name else 1 for n in SIZES})
+        kv_cache_class(**{n: 0 if n == name else 1 for n in SIZES})
 
 
 # ---- the usual training call ----------------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""
+The implementation contract: loading any implementation (loading.py), its package as its own (packages.py),
+and its KV cache through one small interface (cache.py). See ../shared/SPEC.md, "Conformance".
+"""
+
+from nanochat_verify.contract.cache import CacheAdapter, NoCache, cache_class, flash_cache_class
+from nanochat_verify.contract.loading import (REQUIRED_NAMES, ContractError, is_path, load_implementation,
+                                              package_context_of, resolve_path, source_path)
+
+__all__ = ["CacheAdapter", "NoCache", "cache_class", "flash_cache_class", "REQUIRED_NAMES", "ContractError",
+           "is_path", "load_implementation", "package_context_of", "resolve_path", "source_path"]

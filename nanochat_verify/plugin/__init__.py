@@ -1,0 +1,23 @@
+"""
+The suite's pytest plugin (entry point `nanochat_verify.plugin`, so that installing the kit is enough; this
+project's pyproject.toml also names it with `-p`, to load it before pytest-cov starts). One concern a module:
+
+- options.py     --gpt-impl, --architecture and the others; the implementation under test (`impl`) and its
+                 architecture card (`arch`), from the options or the project's [tool.nanochat-verify]
+- selection.py   the `component` marker every test must carry; tests deselected by design (a component
+                 the card does not have, project extras and tools under another implementation);
+                 --prioritize-component
+- findings.py    --expect-failures: the known findings of a real implementation, as strict xfails
+- record.py      --outcomes: every test's outcome and whether the run was complete, for the report
+- locations.py   .coverage and .hypothesis/ in the project, from whatever folder pytest starts
+- limits.py      a per-test time limit where the project sets none
+"""
+
+pytest_plugins = [
+    "nanochat_verify.plugin.options",
+    "nanochat_verify.plugin.selection",
+    "nanochat_verify.plugin.findings",
+    "nanochat_verify.plugin.record",
+    "nanochat_verify.plugin.locations",
+    "nanochat_verify.plugin.limits",
+]

@@ -1,0 +1,90 @@
+"""
+A project's own settings for the kit: the `[tool.nanochat-verify]` table of its pyproject.toml, so that a
+fork configures the suite where it keeps the rest of its configuration.
+
+    [tool.nanochat-verify]
+    architecture = "nanochat-92d63d4"   # a card name, or a .toml path relative to this pyproject.toml
+    gpt-impl = "."                      # what to verify (default: the checkout's own nanochat/gpt.py)
+    expect-failures = "findings.txt"    # the implementation's known findings
+
+    [tool.nanochat-verify.card]         # values that override the named card
+    softcap = 30.0
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TABLE = "nanochat-verify"
+KEYS = ("architecture", "gpt-impl", "expect-failures", "card")
+
+
+class SettingsError(ValueError):
+    """A [tool.nanochat-verify] table that cannot be understood."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path  # the folder of the pyproject.toml
+    architecture: str | None = None  # as written: a card name, or a path resolved against root
+    gpt_impl: str | None = None
+    expect_failures: str | None = None
+    card: dict = field(default_factory=dict)  # overrides of the named card's values
+
+
+def read_settings(root):
+    """The Settings of the project at `root` (all defaults where it has no pyproject.toml or no table)."""
+    root = Path(root)
+    pyproject = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except FileNotFoundError:
+        return Settings(root)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(f"{pyproject}: cannot be read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{pyproject}: not valid TOML ({e})") from None
+    table = data.get("tool", {}).get(TABLE, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{pyproject}: [tool.{TABLE}] must be a table")
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise SettingsError(f"{pyproject}: [tool.{TABLE}] has unknown key(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(KEYS)}")
+    for key in ("architecture", "gpt-impl", "expect-failures"):
+        if key in table and not (isinstance(table[key], str) and table[key].strip()):
+            raise SettingsError(f"{pyproject}: [tool.{TABLE}] {key} = {table[key]!r}; expected a non-empty string")
+    if not isinstance(table.get("card", {}), dict):
+        raise SettingsError(f"{pyproject}: [tool.{TABLE}.card] must be a table of card values")
+
+    def resolved(value, names_allowed):
+        # paths are relative to the pyproject.toml that names them; names (a card, a dotted module) stay names
+        if value is None:
+            return None
+        looks_like_path = value in (".", "..") or "/" in value or "\\" in value or value.endswith((".py", ".toml"))
+        if names_allowed and not looks_like_path:
+            return value
+        return value if Path(value).is_absolute() else str((root / value).resolve())
+
+    return Settings(root, architecture=resolved(table.get("architecture"), True),
+                    gpt_impl=resolved(table.get("gpt-impl"), True),
+                    expect_failures=resolved(table.get("expect-failures"), False), card=dict(table.get("card", {})))
+
+
+def default_implementation(settings):
+    """What a run in this project verifies when no --gpt-impl names it: the project's `gpt-impl` setting, else
+    the project's own nanochat checkout; None when it has neither."""
+    from nanochat_verify.paths import checkout_model
+    if settings.gpt_impl:
+        return settings.gpt_impl
+    return str(settings.root) if checkout_model(settings.root) else None
+
+
+def no_implementation(root):
+    return (f"nothing to verify: {root} holds no nanochat/gpt.py and its pyproject.toml names no gpt-impl; run from "
+            f"a nanochat checkout, or name the implementation with --gpt-impl=PATH")
