@@ -8,10 +8,17 @@ sub-component (`attention.qk_norm`) or a whole component (`rmsnorm`), which stan
 sub-components. `code` names the functions and classes of a contract implementation that implement
 the component; the coverage report turns them into line references from the live source ("a|b":
 the first of these names that the implementation defines). Titles may hold `{field}`s of the
-architecture card (nanochat/architecture.py), filled in by `title_for`.
+architecture card (nanochat_verify/card.py), filled in by `title_for`.
+
+A component is declared once, here, for everything that reads it: the report (rows, titles, code), the card
+(a modern component's `feature`, the `settings` its card table holds, checked by the card's schema), the
+parameter count (nanochat_verify/scaling.py sums the `parameters` of the components that are on), the
+initialisation rules (each parameter group is a key of the card's [init]), the tracer (it hooks every
+parameter group's `module` and shows a section for each component that is on), and the suite's fixtures
+(a group's `neutral` value switches the component off for the tests of the others).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,31 @@ class SubComponent:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """A value of a modern component's card table, with what the card's schema accepts."""
+    name: str
+    kind: str  # "integer" (>= minimum), "number" (finite, > 0), "boolean", "choice", "pattern" (regex)
+    choices: tuple = ()  # "choice": the allowed values; "pattern": one regex
+    minimum: int = 1  # "integer"
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ParameterGroup:
+    """Parameters a component adds to the model: one rule of the card's [init] (its `name`), counted in the
+    closed form, hooked by the tracer, and set to `neutral` where the tests of other components switch it off."""
+    name: str
+    where: str  # "attn": inside the attention of each of its layers; "embedding": a table per layer; "model": once
+    count: object  # (card, config, vocab_size) -> parameters of one instance
+    layers: object = None  # (card, n_layer) -> the layers that have one; None: one for the whole model
+    module: str | None = None  # the module the tracer hooks ("{i}": the layer); None for a bare nn.Parameter
+    neutral: float | None = None  # the value at which the component does nothing (None: zero the weights)
+
+    def instances(self, card, n_layer):
+        return 1 if self.layers is None else len(self.layers(card, n_layer))
+
+
+@dataclass(frozen=True)
 class Component:
     key: str
     number: int | None  # row of the seed table; None for the supporting areas beyond it
@@ -31,6 +63,8 @@ class Component:
     subcomponents: tuple[SubComponent, ...]
     code: tuple[str, ...]  # qualified names in the implementation module, e.g. "GPT.forward"
     feature: str | None = None  # a modern component: the card feature it is (absent: not applicable)
+    settings: tuple = ()  # a feature's values in its card table ([smear] channels = 24)
+    parameters: tuple = ()  # the ParameterGroups it adds (a feature) or owns (a seed component: init keys only)
 
     def title_for(self, card):
         return fill(self.title, card)
@@ -46,21 +80,34 @@ class Component:
         return names
 
 
-def _c(key, number, title, subs, code, feature=None):
-    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), feature)
+def _c(key, number, title, subs, code, feature=None, settings=(), parameters=()):
+    return Component(key, number, title, tuple(SubComponent(f"{key}.{s}", t) for s, t in subs), tuple(code), feature,
+                     tuple(settings), tuple(parameters))
 
 
 def fill(text, card):
     """A title with the card's values: {softcap}, {rope_base}, {mlp_ratio}, {pattern}, {gate_scale}..."""
     if card is None:
         return text
-    values = {**vars(card), **card.sliding_window, **card.value_embeddings, **card.smear, **card.padded_vocab}
+    values = dict(vars(card))
+    for feature in card.features:
+        values.update(card.settings(feature))
     return text.format(**values)
+
+
+def _core(name):
+    """A seed component's parameter group: only its [init] rule is read from the declaration (the closed form
+    of the seed architecture is the SPEC's 2*V*d + L*(attn + mlp), in nanochat_verify/scaling.py)."""
+    return ParameterGroup(name, where="core", count=None)
+
+
+def _kv_dim(config):
+    return config.n_kv_head * (config.n_embd // config.n_head)
 
 
 COMPONENTS = (
     _c("embedding", 1, "Token embeddings (wte)", [("wte", "token ids to vectors, normalized")],
-       ["GPT.__init__", "GPT.forward"]),
+       ["GPT.__init__", "GPT.forward"], parameters=[_core("wte")]),
     _c("rope", 2, "Positional embeddings (RoPE)", [("rotary", "rotation by position, base {rope_base:g}")],
        ["apply_rotary_emb", "precompute_rotary|GPT._precompute_rotary_embeddings"]),
     _c("block_stack", 3, "Stack of Block layers", [("layers", "n_layer blocks applied in order")],
@@ -79,7 +126,7 @@ COMPONENTS = (
         ("softmax", "Softmax"),
         ("head_concat", "Head concatenation"),
         ("output_projection", "Output projection"),
-    ], ["CausalSelfAttention"]),
+    ], ["CausalSelfAttention"], parameters=[_core("c_q"), _core("c_k"), _core("c_v"), _core("attn.c_proj")]),
     _c("rmsnorm", 6, "RMSNorm", [
         ("after_embedding", "after the token embedding"),
         ("pre_attention", "before attention"),
@@ -90,10 +137,10 @@ COMPONENTS = (
         ("fc", "expansion to {mlp_ratio} x n_embd"),
         ("relu2", "ReLU² activation"),
         ("projection", "projection back to n_embd"),
-    ], ["MLP"]),
+    ], ["MLP"], parameters=[_core("c_fc"), _core("mlp.c_proj")]),
     _c("lm_head", 8, "Language modeling head",
        [("untied_softcap", "untied projection, {softcap:g}*tanh(x/{softcap:g}) softcap in {logits_dtype}")],
-       ["GPT.forward"]),
+       ["GPT.forward"], parameters=[_core("lm_head")]),
     _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
        ["GPT.forward"]),
     _c("scaling", 10, "Model scaling ({target_millions}M target)",
@@ -107,27 +154,59 @@ COMPONENTS = (
         ("window_sizes", "per-layer windows from the pattern {pattern}, the last layer long"),
         ("keys", "a query sees itself and the W keys before it"),
         ("decoding", "cached decoding equals the full forward past the window"),
-    ], ["GPT._compute_window_sizes|window_sizes", "CausalSelfAttention"], feature="sliding_window"),
+    ], ["GPT._compute_window_sizes|window_sizes", "CausalSelfAttention"], feature="sliding_window", settings=[
+        Setting("pattern", "pattern", ("^[SL]+$",), help="tiled over the layers; the last layer is always L"),
+        Setting("short_divisor", "integer", help="S = sequence_len / short_divisor ..."),
+        Setting("tile", "integer", help="... rounded up to a multiple of tile; L = sequence_len"),
+        Setting("short_rounding", "choice", ("up_to_tile", "floor"),
+                help="up_to_tile: S = ceil(ceil(sequence_len / short_divisor) / tile) * tile; floor: sequence_len // "
+                     "short_divisor"),
+        Setting("keys", "choice", ("window_plus_one",), help="(W, 0): a query sees itself and the W keys before it"),
+    ]),
     _c("value_embeddings", 14, "Value embeddings", [
         ("layers", "on alternating layers, the last one included"),
         ("gate", "{gate_scale:g}*sigmoid(ve_gate(x[..., :{gate_channels}])) per kv head"),
         ("mixing", "the gated value embedding added to V"),
-    ], ["has_ve", "CausalSelfAttention.forward"], feature="value_embeddings"),
+    ], ["has_ve", "CausalSelfAttention.forward"], feature="value_embeddings", settings=[
+        Setting("gate_channels", "integer", help="the gate reads x[..., :gate_channels]"),
+        Setting("gate_scale", "number", help="gate = gate_scale * sigmoid(ve_gate(x[..., :gate_channels]))"),
+        Setting("layers", "choice", ("alternating_with_last",)),
+    ], parameters=[
+        ParameterGroup("value_embeds", "embedding", lambda card, c, V: V * _kv_dim(c),
+                       layers=lambda card, n: card.ve_layers(n), module="value_embeds.{i}", neutral=0.0),
+        ParameterGroup("ve_gate", "attn", lambda card, c, V: card.value_embeddings["gate_channels"] * c.n_kv_head,
+                       layers=lambda card, n: card.ve_layers(n), module="transformer.h.{i}.attn.ve_gate"),
+    ]),
     _c("lambdas", 15, "Residual and x0 lambdas", [
         ("init", "per-layer init schedules"),
         ("application", "x = resid_lambda*x + x0_lambda*x0 before each block"),
-    ], ["GPT.init_weights", "GPT.forward"], feature="lambdas"),
+    ], ["GPT.init_weights", "GPT.forward"], feature="lambdas", parameters=[
+        ParameterGroup("resid_lambdas", "model", lambda card, c, V: c.n_layer, neutral=1.0),
+        ParameterGroup("x0_lambdas", "model", lambda card, c, V: c.n_layer, neutral=0.0),
+    ]),
     _c("smear", 16, "Smear", [
         ("mixing", "the previous token's embedding, gated by x[..., :{channels}]"),
         ("causality", "no position sees a later token"),
-    ], ["GPT.forward"], feature="smear"),
+    ], ["GPT.forward"], feature="smear", settings=[
+        Setting("channels", "integer", help="gate = smear_lambda * sigmoid(smear_gate(x[..., :channels]))"),
+        Setting("chunks_after_prefix", "boolean", help="the KV cache carries the last embedding into a chunk of any length"),
+    ], parameters=[
+        ParameterGroup("smear_gate", "model", lambda card, c, V: card.smear["channels"], module="smear_gate"),
+        ParameterGroup("smear_lambda", "model", lambda card, c, V: 1, neutral=0.0),
+    ]),
     _c("backout", 17, "Backout", [
         ("subtraction", "a learned share of the mid-stack residual subtracted before the final norm"),
-    ], ["GPT.forward"], feature="backout"),
+    ], ["GPT.forward"], feature="backout", settings=[
+        Setting("layer", "choice", ("half",), help="the residual after block n_layer // 2"),
+    ], parameters=[
+        ParameterGroup("backout_lambda", "model", lambda card, c, V: 1, neutral=0.0),
+    ]),
     _c("padded_vocab", 18, "Padded vocabulary", [
         ("logits", "logits sliced back to vocab_size"),
         ("parameters", "embedding rows padded to a multiple of {multiple}"),
-    ], ["GPT.__init__", "GPT.forward"], feature="padded_vocab"),
+    ], ["GPT.__init__", "GPT.forward"], feature="padded_vocab", settings=[
+        Setting("multiple", "integer", help="wte and lm_head rows padded to a multiple of this"),
+    ]),
 )
 
 SUPPORTING = (
@@ -139,6 +218,7 @@ SUPPORTING = (
         ("layout", "(L, B, T, H_kv, D) storage, cache_seqlens, advance after the last layer"),
     ], [], feature="flash_kv_cache"),
     _c("contract", None, "The implementation contract", [
+        ("interface", "the contract's config fields, forward, KV cache and module names"),
         ("validation", "bad input raises ValueError naming the value"),
         ("oracle", "agreement with the naive reference implementation"),
         ("loading", "--gpt-impl loads any implementation"),
@@ -149,6 +229,7 @@ SUPPORTING = (
         ("mutation", "python -m nanochat_verify.mutation"),
         ("ci", "the README's commands are what CI runs"),
         ("packaging", "the kit installs beside a fork and runs from its root"),
+        ("cards", "every card is checked against its schema before any test runs"),
     ], []),
 )
 
@@ -181,6 +262,8 @@ HIGHLIGHTS = (
 )
 
 ALL = COMPONENTS + SUPPORTING
+FEATURES = tuple(c.feature for c in ALL if c.feature)  # the card's feature tables, in table order
+PARAMETER_GROUPS = {p.name: p for c in ALL for p in c.parameters}  # the card's [init] keys
 SEED_COMPONENTS = tuple(c for c in COMPONENTS if c.feature is None)  # the seed document's 12 rows
 SUBCOMPONENTS = {s.id: s for c in ALL for s in c.subcomponents}
 BY_KEY = {c.key: c for c in ALL}

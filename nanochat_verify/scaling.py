@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from nanochat_verify.components import COMPONENTS
+
 NANOCHAT_VOCAB_SIZE = 2**16
 ASPECT_RATIO = 64  # n_embd = 64 * depth
 HEAD_DIM_TARGET = 128  # n_head = ceil(n_embd / 128)
@@ -23,29 +25,36 @@ def config_kwargs_for_depth(depth, vocab_size=NANOCHAT_VOCAB_SIZE, sequence_len=
 
 
 def closed_form_counts(config, card=None):
-    """Parameter counts from the architecture's formulas alone (no model built). With a card, the modern
-    components it has on in this config count too: padded vocabulary rows, value embeddings and their gates,
-    the per-layer lambdas, the smear gate and lambda, the backout lambda."""
+    """Parameter counts from the architecture's formulas alone (no model built): the SPEC's 2*V*d + L*(attn + mlp)
+    for the seed components, plus, with a card, the parameter groups that the modern components it has on in this
+    config declare (nanochat_verify/components.py), with the vocabulary padded where the card pads it."""
     d, V, L = config.n_embd, config.vocab_size, config.n_layer
     kv_dim = config.n_kv_head * (d // config.n_head)
-    on = (lambda f: card.active(f, config)) if card is not None else (lambda f: False)
     ratio = card.mlp_ratio if card is not None else 4
-    if on("padded_vocab"):
+    if card is not None and card.active("padded_vocab", config):
         V = card.padded_vocab_size(V)
-    ve_layers = card.ve_layers(L) if on("value_embeddings") else []
-    gate = card.value_embeddings["gate_channels"] * config.n_kv_head if ve_layers else 0
     attn = d * d + 2 * d * kv_dim + d * d  # c_q, c_k + c_v, c_proj
     mlp = 2 * ratio * d * d  # c_fc, c_proj
-    value_embeds = len(ve_layers) * V * kv_dim
-    scalars = (2 * L if on("lambdas") else 0) + (card.smear["channels"] + 1 if on("smear") else 0) + \
-        (1 if on("backout") else 0)
-    blocks = L * (attn + mlp) + len(ve_layers) * gate
+    per_layer_attn, value_embeds, scalars = [0] * L, 0, 0
+    groups = [] if card is None else [g for c in COMPONENTS if c.feature and card.active(c.feature, config)
+                                      for g in c.parameters]
+    for group in groups:
+        n = group.count(card, config, V)
+        layers = range(L) if group.layers is None else group.layers(card, L)
+        if group.where == "attn":
+            for i in layers:
+                per_layer_attn[i] += n
+        elif group.where == "embedding":
+            value_embeds += n * len(layers)
+        else:
+            scalars += n
+    blocks = L * (attn + mlp) + sum(per_layer_attn)
     return {
         "wte": V * d,
         "lm_head": V * d,
-        "attn_per_block": attn + (gate if 0 in ve_layers else 0),
+        "attn_per_block": attn + per_layer_attn[0],
         "mlp_per_block": mlp,
-        "per_block": attn + mlp + (gate if 0 in ve_layers else 0),
+        "per_block": attn + mlp + per_layer_attn[0],
         "blocks": blocks,
         "value_embeds": value_embeds,
         "scalars": scalars,
@@ -53,10 +62,13 @@ def closed_form_counts(config, card=None):
     }
 
 
-def measured_counts(model):
-    """The same breakdown, counted from a built model's parameters (works on the meta device)."""
+def measured_counts(model, card=None):
+    """The same breakdown, counted from a built model's parameters (works on the meta device). The parameters of
+    the card's extras (parts the component table does not model, declared in the card) are left out."""
+    declared = {id(p) for name, p in model.named_parameters() if card is not None and name in card.extra_parameters()}
+
     def count(module):
-        return sum(p.numel() for p in module.parameters())
+        return sum(p.numel() for p in module.parameters() if id(p) not in declared)
     blocks = list(model.transformer.h)
     counts = {
         "wte": count(model.transformer.wte),

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from nanochat_verify.contract import CacheAdapter
+from nanochat_verify.contract import CacheAdapter, interface
 from nanochat_verify.trace.hooks import trace
 
 # The tests run tiny tensors, where intra-op threads only add synchronisation; with several pytest
@@ -56,7 +56,11 @@ def make_config(impl, arch):
     """GPTConfig of the implementation under test: the tiny config, with the card's switches for the
     named modern components (make_config("smear")), and overrides."""
     def make(*features, **overrides):
-        return impl.GPTConfig(**{**TINY, **arch.config_for(*features), **overrides})
+        kwargs = {**TINY, **arch.config_for(*features), **overrides}
+        difference = interface.config_difference(impl.GPTConfig, kwargs)
+        if difference:
+            raise interface.InterfaceDiffers(difference)
+        return impl.GPTConfig(**kwargs)
     return make
 
 
@@ -77,27 +81,47 @@ def randomize_weights(model, seed=0):
 
 
 @torch.no_grad()
-def neutralize(model, keep=()):
-    """Switch off the modern components of a model that has them, except those in `keep`, by setting
-    their parameters to the values at which they do nothing: resid_lambdas 1, x0_lambdas 0, no smear,
-    no backout, zero value embeddings. The seed components' tests then see the seed architecture,
-    so a change to a modern component fails that component's tests, not theirs. (Windows need no
-    switch: the short window, 128 positions, is longer than the tiny configs' sequences.)"""
-    neutral = {"lambdas": {"resid_lambdas": 1.0, "x0_lambdas": 0.0}, "smear": {"smear_lambda": 0.0},
-               "backout": {"backout_lambda": 0.0}}
-    for feature, params in neutral.items():
-        if feature not in keep:
-            for name, value in params.items():
-                if isinstance(getattr(model, name, None), torch.nn.Parameter):
-                    getattr(model, name).fill_(value)
-    if "value_embeddings" not in keep:
-        for ve in getattr(model, "value_embeds", {}).values():
-            ve.weight.zero_()
+def neutralize(model, keep=(), card=None):
+    """Switch off the modern components of a model that has them, except those in `keep`, by setting their
+    parameters to the values at which they do nothing (each parameter group's `neutral` in
+    nanochat_verify/components.py: resid_lambdas 1, x0_lambdas 0, no smear, no backout, zero value
+    embeddings). The seed components' tests then see the seed architecture, so a change to a modern component
+    fails that component's tests, not theirs. (Windows need no switch: the tiny configs' sequences are shorter
+    than the short window.)"""
+    from nanochat_verify.components import ALL
+    for component in ALL:
+        if not component.feature or component.feature in keep:
+            continue
+        for group in component.parameters:
+            for name, p in named_group(model, group):
+                if group.neutral is not None:
+                    p.fill_(group.neutral)
+    params = dict(model.named_parameters())
+    for extra in (card.extras.values() if card is not None else ()):  # parts the table does not model
+        for name, value in extra["neutral"].items():
+            if name in params:
+                params[name].fill_(value)
     return model
 
 
+def named_group(model, group):
+    """[(name, parameter)] of a model's parameter group (nanochat_verify/components.py ParameterGroup)."""
+    found = []
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if group.module is None:
+            match = name == group.name
+        else:
+            pattern = group.module.replace("{i}", "*").split(".")
+            match = len(parts) == len(pattern) + 1 and all(a == b or (b == "*" and a.isdigit())
+                                                            for a, b in zip(parts, pattern)) and parts[-1] == "weight"
+        if match:
+            found.append((name, p))
+    return found
+
+
 @pytest.fixture
-def make_model(impl):
+def make_model(impl, arch):
     """Build impl.GPT(config), initialised with init_weights(); randomize=True also fills the zeroed weights.
     The modern components are neutral (see `neutralize`) except those named in `live`."""
     def make(config, *, randomize=True, seed=0, live=()):
@@ -106,21 +130,23 @@ def make_model(impl):
         model.init_weights()
         if randomize:
             randomize_weights(model, seed)
-        neutralize(model, keep=live)
+        neutralize(model, keep=live, card=arch)
+        if interface.forward_difference(model):  # another argument order: the contract's call, by keyword
+            model.register_forward_pre_hook(interface.as_contract_call(model), with_kwargs=True, prepend=True)
         model.register_forward_hook(_check_logits_shape, with_kwargs=True)
         return model
     return make
 
 
 def _check_logits_shape(model, args, kwargs, output):
-    """One clear failure for an implementation whose forward returns something other than logits."""
+    """One clear failure for an implementation whose forward returns something other than logits (and, for one
+    that returns them in a tuple, the interface difference, reported once by tests/test_interface.py)."""
     idx = args[0] if args else kwargs.get("idx")
     targets = args[1] if len(args) > 1 else kwargs.get("targets")
     if targets is None and torch.is_tensor(idx) and idx.ndim == 2:
-        expected = (*idx.shape, model.config.vocab_size)
-        if not (torch.is_tensor(output) and tuple(output.shape) == expected):
-            got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
-            raise AssertionError(f"forward must return (B, T, vocab_size) logits: expected {expected}, got {got}")
+        problem = interface.returned_logits(output, (*idx.shape, model.config.vocab_size))
+        if problem:
+            raise AssertionError(problem)
 
 
 @pytest.fixture
@@ -176,26 +202,34 @@ def cast_parameters(model, dtype):
     return model
 
 
-def parameter_groups(model):
-    """{card init key: [(name, parameter)]} for every parameter of a contract model (nanochat/architecture.py
-    INIT_KEYS): wte, lm_head, the blocks' c_q, c_k, c_v, attn.c_proj, c_fc, mlp.c_proj, and the modern
-    components' value_embeds, ve_gate, smear_gate and scalars. A parameter of no known group is listed under
-    its own name (tests/test_init.py checks that there is none)."""
-    from nanochat_verify.card import INIT_KEYS
-    groups = {}
+def parameter_groups(model, card=None):
+    """{card init key: [(name, parameter)]} for every parameter of a contract model: wte, lm_head, the blocks'
+    c_q, c_k, c_v, attn.c_proj, c_fc, mlp.c_proj, and the modern components' groups as nanochat_verify/components.py
+    declares them. A parameter of no known group is listed under its own name (tests/test_init.py checks that
+    there is none)."""
+    from nanochat_verify.components import PARAMETER_GROUPS
+    core = {"transformer.wte.weight": "wte", "lm_head.weight": "lm_head"}
+    groups, seen = {}, set()
+    for name, extra in (card.extra_parameters().items() if card is not None else ()):
+        seen.add(name)  # declared by the card as a part the table does not model: no init rule to check
+    for key, group in PARAMETER_GROUPS.items():
+        if group.where != "core":
+            for name, p in named_group(model, group):
+                groups.setdefault(key, []).append((name, p))
+                seen.add(name)
     for name, p in model.named_parameters():
+        if name in seen:
+            continue
         parts = name.split(".")
-        if name in ("transformer.wte.weight", "lm_head.weight", "smear_gate.weight"):
-            key = parts[-2]
-        elif name.startswith("value_embeds.") and len(parts) == 3:
-            key = "value_embeds"
+        if name in core:
+            key = core[name]
         elif len(parts) == 6 and parts[:2] == ["transformer", "h"] and parts[4] == "c_proj":
             key = f"{parts[3]}.c_proj"
         elif len(parts) == 6 and parts[:2] == ["transformer", "h"]:
-            key = parts[4]  # c_q, c_k, c_v, ve_gate, c_fc
+            key = parts[4]  # c_q, c_k, c_v, c_fc
         else:
-            key = name  # resid_lambdas, x0_lambdas, smear_lambda, backout_lambda, or unknown
-        groups.setdefault(key if key in INIT_KEYS else f"unknown: {name}", []).append((name, p))
+            key = name
+        groups.setdefault(key if key in PARAMETER_GROUPS else f"unknown: {name}", []).append((name, p))
     return groups
 
 

@@ -86,7 +86,7 @@ def check_rule(rule, param, fan_out, fan_in, n_layer, where):
 def test_each_parameter_group_is_drawn_from_the_card_distribution(initialised, arch, group):
     """Every parameter of the group follows its rule: zeros, a constant, a per-layer schedule, or a normal or
     uniform distribution of the right spread and the right shape (a Kolmogorov-Smirnov test at a fixed seed)."""
-    params = parameter_groups(initialised).get(group, [])
+    params = parameter_groups(initialised, arch).get(group, [])
     assert params, f"no parameter of group {group} in the model"
     rule = arch.init_rule(group)
     for name, p in params:
@@ -109,7 +109,7 @@ def test_random_groups_are_independent_of_every_other_parameter(initialised, arc
     """No randomly drawn weight repeats or mirrors another: no two rows equal, no other parameter tensor of the same
     size equal or correlated beyond chance (|r| < max(0.2, 5/sqrt(n))): a re-seeded generator makes two equal."""
     group = random_group
-    groups = parameter_groups(initialised)
+    groups = parameter_groups(initialised, arch)
     others = [(n, p) for g, ps in groups.items() if g in INIT_KEYS for n, p in ps if arch.init_rule(g).dist in RANDOM]
     for name, p in groups[group]:
         x = p.detach().double().flatten()
@@ -137,7 +137,7 @@ def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_confi
         for t in [*model.parameters(), *model.buffers()]:
             t.fill_(float("nan"))
     model.init_weights()
-    params = parameter_groups(model).get(group, [])
+    params = parameter_groups(model, arch).get(group, [])
     assert params, f"no parameter of group {group} in the model"
     for name, p in params:
         assert p.device.type == "cpu" and p.dtype == torch.float32, f"{name}: {p.device} {p.dtype}"
@@ -145,10 +145,10 @@ def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_confi
 
 
 @pytest.mark.component("gradients.backward")
-def test_every_parameter_has_an_init_rule_in_the_card(initialised):
+def test_every_parameter_has_an_init_rule_in_the_card(initialised, arch):
     """Every parameter belongs to a group the card's [init] rules cover: a parameter added without declaring its
     init would escape every check of its distribution (and of its gradient flow)."""
-    assert [g for g in parameter_groups(initialised) if g.startswith("unknown")] == []
+    assert [g for g in parameter_groups(initialised, arch) if g.startswith("unknown")] == []
 
 
 @pytest.mark.component("gradients.backward")

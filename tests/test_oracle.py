@@ -48,9 +48,10 @@ def oracle_config(oracle, arch, impl, config):
 
 def twins(impl, oracle, arch, config, seed=0, live=FEATURES):
     """The implementation under test and the oracle, holding the same random weights (modern components live)."""
-    model = neutralize(randomize_weights(impl.GPT(config), seed), keep=live)
+    model = neutralize(randomize_weights(impl.GPT(config), seed), keep=live, card=arch)
     twin = oracle.GPT(oracle_config(oracle, arch, impl, config))
-    twin.load_state_dict(model.state_dict(), strict=True)
+    extras = arch.extra_parameters()  # parts the card declares the table does not model: neutral, and not the oracle's
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if k not in extras}, strict=True)
     return model, twin
 
 

@@ -84,7 +84,7 @@ def test_target_breakdown_by_component(target, arch):
     MLP; and each part of the built model equals the closed form's."""
     config, model = target
     d = config.n_embd
-    counts = measured_counts(model)
+    counts = measured_counts(model, arch)
     V = arch.padded_vocab_size(config.vocab_size, arch.active("padded_vocab", config))
     assert counts["wte"] == counts["lm_head"] == V * d
     assert counts["attn_per_block"] == 4 * d * d + (0 if 0 not in arch.ve_layers(config.n_layer) or
@@ -98,7 +98,7 @@ def test_embeddings_are_30_percent_of_the_seed_target(target, arch):
     """Without the modern components the two V x d tables are 30% of the target: a fact the scaling analysis
     reports (with value embeddings, nanochat 92d63d4's are 72%)."""
     config, model = target
-    counts = measured_counts(model)
+    counts = measured_counts(model, arch)
     share = (counts["wte"] + counts["lm_head"] + counts["value_embeds"]) / counts["total"]
     if counts["value_embeds"] == 0:
         assert 0.29 < share < 0.31
@@ -127,7 +127,7 @@ def test_closed_form_matches_the_model_for_any_config(impl, arch, data):
     """For any valid config, GQA and the card's optional modern components included, every count of the closed
     form equals the built model's."""
     config = draw_config(impl, arch, data, max_layers=4, max_vocab=5000)
-    assert measured_counts(build_on_meta(impl, config)) == closed_form_counts(config, arch)
+    assert measured_counts(build_on_meta(impl, config), arch) == closed_form_counts(config, arch)
 
 
 @given(data=st.data())

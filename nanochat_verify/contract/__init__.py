@@ -4,8 +4,9 @@ and its KV cache through one small interface (cache.py). See ../shared/SPEC.md, 
 """
 
 from nanochat_verify.contract.cache import CacheAdapter, NoCache, cache_class, flash_cache_class
+from nanochat_verify.contract.interface import InterfaceDiffers
 from nanochat_verify.contract.loading import (REQUIRED_NAMES, ContractError, is_path, load_implementation,
                                               package_context_of, resolve_path, source_path)
 
-__all__ = ["CacheAdapter", "NoCache", "cache_class", "flash_cache_class", "REQUIRED_NAMES", "ContractError",
+__all__ = ["CacheAdapter", "InterfaceDiffers", "NoCache", "cache_class", "flash_cache_class", "REQUIRED_NAMES", "ContractError",
            "is_path", "load_implementation", "package_context_of", "resolve_path", "source_path"]

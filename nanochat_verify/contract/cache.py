@@ -16,11 +16,12 @@ import inspect
 from contextlib import contextmanager
 from pathlib import Path
 
+from nanochat_verify.contract.interface import InterfaceDiffers, cache_difference
 from nanochat_verify.contract.loading import package_context_of
 from nanochat_verify.contract.packages import extract_class
 
 
-class NoCache(LookupError):
+class NoCache(InterfaceDiffers):
     """The implementation has no KV cache of the kind asked for."""
 
 
@@ -71,6 +72,9 @@ class CacheAdapter:
     def new(self, batch_size, num_heads, seq_len, head_dim, num_layers, *, device="cpu", dtype=None):
         """A cache of the implementation's class; device and dtype go to classes that take them."""
         import torch
+        difference = cache_difference(self.cls)
+        if difference:
+            raise InterfaceDiffers(difference)
         params = inspect.signature(self.cls).parameters
         kwargs = {}
         if "device" in params:

@@ -252,7 +252,7 @@ def _card(args):
     try:
         return project_card(args.settings, args.architecture)
     except CardError as e:
-        raise HarnessFailure(str(e)) from None
+        raise BadOption(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ project's pyproject.toml also names it with `-p`, to load it before pytest-cov s
 - record.py      --outcomes: every test's outcome and whether the run was complete, for the report
 - locations.py   .coverage and .hypothesis/ in the project, from whatever folder pytest starts
 - limits.py      a per-test time limit where the project sets none
+- observability.py  under another implementation, what the suite cannot observe there is "not observable",
+                 never a failure of the implementation
+- foreign_warnings.py  another implementation's warnings are recorded, not failures
+- summary.py     the red tests grouped by component and first error, at the end of the run
 """
 
 pytest_plugins = [
@@ -20,4 +24,7 @@ pytest_plugins = [
     "nanochat_verify.plugin.record",
     "nanochat_verify.plugin.locations",
     "nanochat_verify.plugin.limits",
+    "nanochat_verify.plugin.observability",
+    "nanochat_verify.plugin.foreign_warnings",
+    "nanochat_verify.plugin.summary",
 ]

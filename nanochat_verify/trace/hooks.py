@@ -33,8 +33,9 @@ Names, per block i (prefix transformer.h.i):
     mlp.input, mlp.fc, mlp.act, mlp.output
                                         norm(x), c_fc output (B, T, 4C), ReLU² output, c_proj output
 and for the whole model: idx, transformer.wte.output, lm_head.input, lm_head.output (raw logits),
-logits (after the softcap), loss. Where the model has nanochat 92d63d4's modern components:
-    transformer.h.i.attn.ve_gate        the value-embedding gate's raw output, before gate_scale * sigmoid
+logits (after the softcap), loss. Where the model has a modern component, the output of every module
+its parameter groups declare (nanochat_verify/components.py), as `<module>.output`, e.g.
+    transformer.h.i.attn.ve_gate.output the value-embedding gate's raw output, before gate_scale * sigmoid
     value_embeds.i.output               the value embedding of layer i, (B, T, Hkv * D)
     smear_gate.output                   the smear gate's raw output, before smear_lambda * sigmoid
 """
@@ -239,16 +240,15 @@ class _Tracer:
         self.hook(f"{p}.mlp", f"{p}.mlp.output")
 
     def hook_modern_components(self):
-        """nanochat 92d63d4's value embeddings and their gates' raw (pre-sigmoid) outputs, and the smear gate's."""
-        for i, block in enumerate(self.blocks):
-            if isinstance(getattr(getattr(block, "attn", None), "ve_gate", None), torch.nn.Module):
-                self.hook(f"transformer.h.{i}.attn.ve_gate", f"transformer.h.{i}.attn.ve_gate")
-        value_embeds = getattr(self.model, "value_embeds", None)
-        if isinstance(value_embeds, torch.nn.ModuleDict):
-            for key in value_embeds.keys():
-                self.hook(f"value_embeds.{key}", f"value_embeds.{key}.output")
-        if isinstance(getattr(self.model, "smear_gate", None), torch.nn.Module):
-            self.hook("smear_gate", "smear_gate.output")
+        """The output of every module a modern component's parameter groups declare, where the model has it
+        (value embeddings and their gates' raw, pre-sigmoid outputs; the smear gate's)."""
+        from nanochat_verify.components import ALL
+        for group in (g for c in ALL if c.feature for g in c.parameters if g.module):
+            paths = [group.module.format(i=i) for i in range(len(self.blocks))] if "{i}" in group.module \
+                else [group.module]
+            for path in paths:
+                if isinstance(_submodule(self.model, path), torch.nn.Module):
+                    self.hook(path, f"{path}.output")
 
     # ---- inside the attention: which call saw q, which k ----------------------------------------
 

@@ -363,6 +363,16 @@ class Sections:
         self.console.print(f"x_last − backout_lambda·x_mid before the final norm: lambda {b['lambda']:.4g}, "
                            f"x_mid = output of block {b['layer']}")
 
+    def declared(self, key):
+        """A component with no section of its own: its card values and its declared parameter groups."""
+        d = self.s[key]
+        self.heading(key)
+        if d["settings"]:
+            self.console.print("card: " + ", ".join(f"{k} = {v}" for k, v in d["settings"].items()))
+        rows = [(name, st) for g in d["groups"].values() for name, st in g["parameters"].items()]
+        rows += [(f"{name} [dim](output)[/]", ref) for g in d["groups"].values() for name, ref in g["outputs"].items()]
+        self.stats_table(rows)
+
     def padded_vocab(self):
         pv = self.s["padded_vocab"]
         self.heading("padded_vocab")
@@ -377,7 +387,10 @@ def render(result, console, card):
     sections.header()
     for component in COMPONENTS:
         if component.key in result.sections:
-            getattr(sections, component.key)()
+            if result.sections[component.key].get("declared"):
+                sections.declared(component.key)
+            else:
+                getattr(sections, component.key)()
     if sections.failed:
         console.print()
         console.print(f"[bold red]{len(sections.failed)} check(s) failed against the card {card.name}:[/] "

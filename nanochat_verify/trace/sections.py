@@ -10,6 +10,7 @@ from dataclasses import asdict
 import torch
 
 from nanochat_verify.card import FEATURES
+from nanochat_verify.components import COMPONENTS
 from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
 from nanochat_verify.trace.stats import TensorStats
 
@@ -204,8 +205,8 @@ def _modern_sections(model, cache, card):
         sections["value_embeddings"] = {
             "layers": layers, "card_layers": card.ve_layers(L), "gate_scale": scale,
             "gate_channels": card.value_embeddings["gate_channels"],
-            "gates": {i: _stats(scale * torch.sigmoid(cache[f"transformer.h.{i}.attn.ve_gate"].float()))
-                      for i in layers if f"transformer.h.{i}.attn.ve_gate" in cache},
+            "gates": {i: _stats(scale * torch.sigmoid(cache[f"transformer.h.{i}.attn.ve_gate.output"].float()))
+                      for i in layers if f"transformer.h.{i}.attn.ve_gate.output" in cache},
             "embeddings": {i: f"value_embeds.{i}.output" for i in layers}}
     if on["lambdas"]:
         sections["lambdas"] = {"resid": model.resid_lambdas.detach().tolist(), "x0": model.x0_lambdas.detach().tolist()}
@@ -220,7 +221,24 @@ def _modern_sections(model, cache, card):
     if on["padded_vocab"]:
         sections["padded_vocab"] = {"vocab_size": cfg.vocab_size, "rows": model.lm_head.weight.shape[0],
                                     "multiple": card.padded_vocab["multiple"]}
+    for component in COMPONENTS:  # a component declared since, without a section of its own: what it declares
+        if component.feature and on[component.feature] and component.key not in sections:
+            sections[component.key] = _declared_section(model, cache, component, card)
     return sections
+
+
+def _declared_section(model, cache, component, card):
+    """A modern component's parameter groups as declared (nanochat_verify/components.py): the parameters' stats
+    and, for the modules the tracer hooks, their outputs' stats."""
+    params = dict(model.named_parameters())
+    groups = {}
+    for group in component.parameters:
+        names = [n for n in params if n == group.name or (group.module and n.startswith(
+            group.module.split("{i}")[0]) and n.endswith(group.module.split("{i}")[-1] + ".weight"))]
+        groups[group.name] = {"parameters": {n: _stats(params[n]) for n in names},
+                              "outputs": {n: f"{n.removesuffix('.weight')}.output" for n in names
+                                          if f"{n.removesuffix('.weight')}.output" in cache}}
+    return {"declared": True, "settings": card.settings(component.feature), "groups": groups}
 
 
 def _loss_section(cache, cfg):
@@ -238,7 +256,7 @@ def _gradient_section(cache, L):
 
 def scaling_section(impl, model, card):
     def table(config, built):
-        counts = {"closed_form": closed_form_counts(config, card), "measured": measured_counts(built)}
+        counts = {"closed_form": closed_form_counts(config, card), "measured": measured_counts(built, card)}
         counts["matches"] = counts["closed_form"] == counts["measured"]
         counts["flops_per_token"] = built.estimate_flops() if hasattr(built, "estimate_flops") else None
         counts["config"] = {k: getattr(config, k) for k in

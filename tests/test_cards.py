@@ -1,0 +1,129 @@
+"""The architecture cards: every value checked against the card's schema (type, range, nested tables,
+unknown keys with the closest known one suggested) before any test runs, `extends` resolved against the card
+that names it, and one line that names the file, the key, the value and what was expected."""
+
+import math
+import textwrap
+
+import pytest
+
+from nanochat_verify.card import CardError, card_names, load_card
+from nanochat_verify.paths import SOURCE_ROOT
+
+pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.cards")]
+
+
+def card_file(folder, text, name="mine.toml"):
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BAD_VALUES = [
+    ('rope_base = "ten thousand"', "rope_base", "a finite number > 1"),
+    ("rope_base = 1e308", "rope_base", "at most 1e9"),
+    ("rope_base = nan", "rope_base", "a finite number"),
+    ("rope_base = -5.0", "rope_base", "a finite number > 1"),
+    ("softcap = true", "softcap", "a finite number > 0"),
+    ("softcap = inf", "softcap", "a finite number > 0"),
+    ("rotary_len_factor = 2.7", "rotary_len_factor", "a whole number"),
+    ("rotary_len_factor = [1]", "rotary_len_factor", "a whole number"),
+    ('kv_cache_grows = "false"', "kv_cache_grows", "true or false"),
+    ("name = 5", "name", "a non-empty string"),
+    ("mlp_ratio = 0", "mlp_ratio", "a whole number from 1"),
+    ("mlp_ratio = -4", "mlp_ratio", "a whole number from 1"),
+    ('target = "big"', "target", "a table"),
+    ("[padded_vocab]\nmultiple = 0", "padded_vocab.multiple", "a whole number from 1"),
+    ("[sliding_window]\nshort_divisor = 0", "sliding_window.short_divisor", "a whole number from 1"),
+    ('[sliding_window]\npattern = "SSXL"', "sliding_window.pattern", "a string matching"),
+    ('sliding_window = "SSSL"', "sliding_window", "a table"),
+    ('[init]\nwte = { dist = "gaussian", std = 1.0 }', "init.wte.dist", "one of 'normal'"),
+    ('[init]\nwte = { dist = "normal", std = -1.0 }', "init.wte.std", "a finite number > 0"),
+    ('[smear]\npresence = "sometimes"', "smear.presence", "one of 'absent', 'optional', 'always'"),
+]
+
+
+@pytest.mark.parametrize("line, key, expected", BAD_VALUES, ids=[line.split("=")[0].strip().replace("\n", "-")
+                                                                  + f"-{i}" for i, (line, _, _) in
+                                                                  enumerate(BAD_VALUES)])
+def test_a_value_of_the_wrong_type_or_range_is_one_line_naming_file_key_value_and_expectation(tmp_path, line, key,
+                                                                                              expected):
+    """Wrong types are refused, never coerced (a string "false" is not False, true is not 1, 2.7 is not 2), and
+    nonsense (an infinite softcap, a zero ratio, a std of -1) is refused before a test can blame the model."""
+    path = card_file(tmp_path, f'extends = "seed"\n{line}\n')
+    with pytest.raises(CardError) as caught:
+        load_card(str(path))
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and f"{key} = " in message and expected in message, message
+
+
+def test_an_unknown_key_is_refused_with_the_closest_known_key(tmp_path):
+    """A typo in a nested table ([target] deptth) is not silently ignored: it names the key and suggests depth."""
+    path = card_file(tmp_path, 'extends = "seed"\n[target]\ndeptth = 20\n')
+    with pytest.raises(CardError, match=r"unknown key 'target.deptth'; did you mean 'depth'\?"):
+        load_card(str(path))
+    path = card_file(tmp_path, 'extends = "seed"\nsoftcapp = 20.0\n')
+    with pytest.raises(CardError, match=r"unknown key 'softcapp'; did you mean 'softcap'\?"):
+        load_card(str(path))
+
+
+def test_an_unknown_extends_names_the_card_file_and_its_extends(tmp_path):
+    """extends = "nope" says which file's extends names nothing, and suggests nothing it cannot know."""
+    path = card_file(tmp_path, 'extends = "nope"\n')
+    with pytest.raises(CardError, match=rf"{path}: extends 'nope': no card of that name"):
+        load_card(str(path))
+
+
+def test_a_relative_extends_resolves_against_the_card_that_names_it(tmp_path, monkeypatch):
+    """The same card loads the same base wherever the user stands: `extends = "base.toml"` is next to the card."""
+    (tmp_path / "cards").mkdir()
+    card_file(tmp_path / "cards", 'extends = "seed"\nname = "base"\nsoftcap = 20.0\n', "base.toml")
+    mine = card_file(tmp_path / "cards", 'extends = "base.toml"\nname = "mine"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    card_file(elsewhere, 'extends = "seed"\nname = "decoy"\nsoftcap = 99.0\n', "base.toml")
+    monkeypatch.chdir(elsewhere)
+    assert load_card(str(mine)).softcap == 20.0
+
+
+def test_a_card_of_ones_own_is_named_after_its_file_not_the_card_it_extends(tmp_path):
+    """A fork's card that extends an upstream card without a name of its own is called by its file name, and its
+    title says what it extends (a report never labels a user's card with the upstream card's name)."""
+    card = load_card(str(card_file(tmp_path, 'extends = "nanochat-92d63d4"\nsoftcap = 30.0\n', "my-fork.toml")))
+    assert card.name == "my-fork" and "nanochat-92d63d4" in card.title and card.softcap == 30.0
+
+
+def test_every_shipped_card_passes_its_schema():
+    """Each card of nanochat_verify/cards loads, and the values the tests use are finite and in range."""
+    for name in card_names():
+        card = load_card(name)
+        assert card.name == name and math.isfinite(card.softcap) and card.rope_base > 1
+
+
+def test_a_bad_card_stops_pytest_with_one_usage_line_not_an_internal_error(pytester, tmp_path):
+    """--architecture naming a bad card is a usage error in one line: no INTERNALERROR traceback."""
+    path = card_file(tmp_path, 'extends = "seed"\nrope_base = "ten thousand"\n')
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          f"--gpt-impl={SOURCE_ROOT}", f"--architecture={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "INTERNALERROR" not in err and "rope_base = 'ten thousand'" in err
+
+
+@pytest.mark.parametrize("tool", ["trace", "mutation"])
+def test_a_bad_card_is_one_line_from_the_tracer_and_the_mutation_tool(tool, tmp_path, capsys):
+    """The tracer and the mutation runner refuse a bad card in one line with the usage exit status, no traceback."""
+    from nanochat_verify.exits import Exit
+    from nanochat_verify.mutation import cli as mutation_cli
+    from nanochat_verify.trace import cli as trace_cli
+    path = card_file(tmp_path, 'extends = "seed"\nsoftcap = true\n')
+    main = {"trace": trace_cli.main, "mutation": mutation_cli.main}[tool]
+    argv = [f"--architecture={path}"] + (["--only", "mlp_relu"] if tool == "mutation" else ["--depth", "1"])
+    try:
+        status = main(argv)
+    except SystemExit as e:
+        status = e.code
+    captured = capsys.readouterr()
+    text = (captured.out + captured.err).strip()
+    assert status == Exit.USAGE and len(text.splitlines()) == 1 and "softcap = True" in text, text
