@@ -324,6 +324,7 @@ class Architecture:
     init: dict = field(repr=False, default_factory=dict)
     replaced_components: dict = field(default_factory=dict)  # component key -> why the fork replaced it on purpose
     extras: dict = field(default_factory=dict)  # name -> {"note", "parameters", "neutral"}: parts the table lacks
+    overrides: dict = field(default_factory=dict)  # the [tool.nanochat-verify.card] values merged over the file's
 
     def __getattr__(self, name):
         # card.smear["channels"]: a feature's values by the feature's name
@@ -488,7 +489,7 @@ def load_card(spec=None, overrides=None):
         _Checker(f"{where} with [tool.nanochat-verify.card]").card(_merge(data, overrides))
         data, where = _merge(data, overrides), f"{where} with [tool.nanochat-verify.card]"
     _Checker(where).card(data)
-    return _build(data, path)
+    return _build(data, path, overrides or {})
 
 
 def project_card(settings, spec=None):
@@ -497,7 +498,7 @@ def project_card(settings, spec=None):
     return load_card(spec or settings.architecture, settings.card)
 
 
-def _build(data, path):
+def _build(data, path, overrides):
     target = data["target"]
     return Architecture(
         name=data["name"], title=data["title"], source=data["source"], path=path,
@@ -512,4 +513,5 @@ def _build(data, path):
         init={key: InitRule(**rule) for key, rule in data.get("init", {}).items()},
         replaced_components=dict(data.get("replaced", {})),
         extras={name: {"note": e["note"], "parameters": list(e["parameters"]), "neutral": dict(e.get("neutral", {}))}
-                for name, e in data.get("extra", {}).items()})
+                for name, e in data.get("extra", {}).items()},
+        overrides=dict(overrides))

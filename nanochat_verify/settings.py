@@ -88,3 +88,19 @@ def default_implementation(settings):
 def no_implementation(root):
     return (f"nothing to verify: {root} holds no nanochat/gpt.py and its pyproject.toml names no gpt-impl; run from "
             f"a nanochat checkout, or name the implementation with --gpt-impl=PATH")
+
+
+def default_implementation_file(settings):
+    """The source file of the project's own implementation (default_implementation), or None."""
+    spec = default_implementation(settings)
+    if spec is None:
+        return None
+    from nanochat_verify.contract import ContractError, is_path, resolve_path
+    try:
+        if is_path(spec):
+            return resolve_path(spec)
+        import importlib.util
+        found = importlib.util.find_spec(spec)
+        return Path(found.origin).resolve() if found and found.origin else None
+    except (ContractError, ImportError, ValueError):
+        return None

@@ -64,6 +64,15 @@ def make_config(impl, arch):
     return make
 
 
+def layer_window(arch, config, layer):
+    """The left window the card gives `layer` of a model built from `config` (None: full causal attention), so
+    that the explicit references of every attention test hold under a card whose windows are on by default."""
+    if not arch.has("sliding_window") or not arch.active("sliding_window", config):
+        return None
+    window = arch.window_sizes(config.sequence_len, config.n_layer)[layer]
+    return None if window >= config.sequence_len else window
+
+
 @pytest.fixture
 def config(make_config):
     return make_config()
@@ -104,6 +113,12 @@ def neutralize(model, keep=(), card=None):
     return model
 
 
+def n_parameters(model, card):
+    """The number of parameters of the model's architecture: all of them but the card's declared extras."""
+    extras = card.extra_parameters()
+    return sum(p.numel() for name, p in model.named_parameters() if name not in extras)
+
+
 def named_group(model, group):
     """[(name, parameter)] of a model's parameter group (nanochat_verify/components.py ParameterGroup)."""
     found = []
@@ -120,8 +135,37 @@ def named_group(model, group):
     return found
 
 
+def forward_problem(impl, arch):
+    """Why a float32 model of the tiny config cannot be built, initialised and run forward on the CPU, or None.
+    Almost every test needs that; where it fails, it is one finding (tests/test_interface.py), and the tests that
+    need it cannot observe anything else of the implementation."""
+    try:
+        config = impl.GPTConfig(**TINY)
+        model = impl.GPT(config)
+        model.init_weights()
+        model(torch.zeros(1, TINY["sequence_len"], dtype=torch.long))
+    except Exception as e:  # noqa: BLE001 - whatever the implementation raises is the finding
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def forward_works(impl, arch):
+    """None when the implementation's float32 forward runs; else the reason, raised by make_model for every test."""
+    return forward_problem(impl, arch)
+
+
+@pytest.fixture(scope="session")
+def runnable(forward_works):
+    """Needed by every test that runs a forward: it cannot observe an implementation whose float32 forward fails
+    (reported once, by tests/test_interface.py::test_a_float32_model_runs_a_forward_on_the_cpu)."""
+    if forward_works is not None:
+        raise interface.InterfaceDiffers(f"a float32 model of the tiny config cannot run a forward on the CPU "
+                                         f"({forward_works}); tests/test_interface.py reports it once")
+
+
 @pytest.fixture
-def make_model(impl, arch):
+def make_model(impl, arch, runnable):
     """Build impl.GPT(config), initialised with init_weights(); randomize=True also fills the zeroed weights.
     The modern components are neutral (see `neutralize`) except those named in `live`."""
     def make(config, *, randomize=True, seed=0, live=()):

@@ -43,8 +43,9 @@ def rope_tables(positions, head_dim, base):
     return angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
 
 
-def attention_weights(q, k, prefix=0):
-    """softmax(q k^T / sqrt(D) + causal mask) with query head h reading kv head h // (H // Hkv).
+def attention_weights(q, k, prefix=0, window=None):
+    """softmax(q k^T / sqrt(D) + causal mask) with query head h reading kv head h // (H // Hkv); with a left
+    window W, a query also sees no key more than W positions before it (itself and the W keys before it).
     q: (B, Tq, H, D), k: (B, Tk, Hkv, D) with Tk = prefix + Tq. Returns (B, H, Tq, Tk), float64."""
     q, k = q.double(), k.double()
     B, Tq, H, D = q.shape
@@ -55,15 +56,17 @@ def attention_weights(q, k, prefix=0):
         scores = q[:, :, h, :] @ k[:, :, h // group, :].transpose(1, 2) / math.sqrt(D)  # (B, Tq, Tk)
         for i in range(Tq):
             scores[:, i, prefix + i + 1:] = -math.inf  # query i sits at position prefix + i
+            if window is not None:
+                scores[:, i, :max(prefix + i - window, 0)] = -math.inf
         weights[:, h] = torch.exp(scores - scores.max(-1, keepdim=True).values)
         weights[:, h] /= weights[:, h].sum(-1, keepdim=True)
     return weights
 
 
-def attention(attn, x, cos, sin, config, qk_gain=1.0):
+def attention(attn, x, cos, sin, config, qk_gain=1.0, window=None):
     """Every intermediate of causal self-attention for input x (B, T, C), from the module's weights.
     cos, sin: the rotary tables at the T positions, (1, T, 1, D/2); qk_gain multiplies the normalized
-    q and k (the architecture card's value)."""
+    q and k (the architecture card's value); window: the layer's left window (None: full causal)."""
     B, T, C = x.shape
     H, Hkv = config.n_head, config.n_kv_head
     D = C // H
@@ -73,7 +76,7 @@ def attention(attn, x, cos, sin, config, qk_gain=1.0):
     out["v"] = linear(x, attn.c_v).view(B, T, Hkv, D)
     out["q_rope"], out["k_rope"] = rope_complex(out["q"], cos, sin), rope_complex(out["k"], cos, sin)
     out["q_norm"], out["k_norm"] = rms_norm(out["q_rope"]), rms_norm(out["k_rope"])
-    out["weights"] = attention_weights(out["q_norm"] * qk_gain, out["k_norm"] * qk_gain)  # (B, H, T, T)
+    out["weights"] = attention_weights(out["q_norm"] * qk_gain, out["k_norm"] * qk_gain, window=window)  # (B, H, T, T)
     group = H // Hkv
     out["heads"] = torch.stack([out["weights"][:, h] @ out["v"][:, :, h // group, :] for h in range(H)], dim=2)
     out["heads_concat"] = torch.cat([out["heads"][:, :, h, :] for h in range(H)], dim=-1)  # (B, T, H*D)

@@ -94,13 +94,17 @@ def rotary_tables(n_positions, head_dim, base, dtype, device=None):
 
 
 def window_sizes(config):
-    """Left window per layer (None: unlimited). S = a quarter of the context rounded up to a
-    multiple of 128, L = the context; the pattern is tiled over the layers and the last one is L."""
+    """Left window per layer (None: unlimited). S = the card's share of the context (a quarter in 92d63d4)
+    rounded up to a multiple of its tile, or rounded down; L = the context; the pattern is tiled over the
+    layers and the last one is L."""
     if config.window_pattern == "L":
         return [None] * config.n_layer
     sw = config.card.sliding_window
     long = config.sequence_len
-    short = math.ceil(long / sw["short_divisor"] / sw["tile"]) * sw["tile"]
+    if sw["short_rounding"] == "floor":
+        short = math.floor(long / sw["short_divisor"])
+    else:
+        short = math.ceil(math.ceil(long / sw["short_divisor"]) / sw["tile"]) * sw["tile"]
     sizes = []
     for layer in range(config.n_layer):
         letter = config.window_pattern[layer % len(config.window_pattern)]

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from . import explicit
+from .conftest import layer_window
 from .explicit import rms
 from .strategies import GQA_SHAPES, config_kwargs, gqa_id, min_width, sequence_lengths
 
@@ -31,7 +32,8 @@ def expected_attention(arch):
     def expected(model, cache, layer):
         T = cache["idx"].size(1)
         return explicit.attention(model.transformer.h[layer].attn, cache[f"transformer.h.{layer}.attn.input"],
-                                  model.cos[:, :T], model.sin[:, :T], model.config, arch.qk_gain)
+                                  model.cos[:, :T], model.sin[:, :T], model.config, arch.qk_gain,
+                                  layer_window(arch, model.config, layer))
     return expected
 
 
@@ -141,7 +143,7 @@ class TestQKNorm:
 @pytest.mark.component("attention.gqa")
 class TestGroupedQueryAttention:
 
-    def test_query_head_h_reads_kv_head_h_div_group_size(self, model, traced, expected_attention):
+    def test_query_head_h_reads_kv_head_h_div_group_size(self, model, traced, expected_attention, arch):
         """With n_head=4, n_kv_head=2, query heads 0,1 share kv head 0 and heads 2,3 share kv head 1."""
         c = model.config
         group = c.n_head // c.n_kv_head
@@ -152,7 +154,7 @@ class TestGroupedQueryAttention:
             torch.testing.assert_close(got, expected["heads_concat"], **TOL)
             # tiling (head h reads kv head h % n_kv_head) is a different model, which the check above would reject
             tiled_k = torch.stack([expected["k_norm"][:, :, h % c.n_kv_head] for h in range(c.n_head)], dim=2)
-            tiled = explicit.attention_weights(expected["q_norm"], tiled_k)
+            tiled = explicit.attention_weights(expected["q_norm"], tiled_k, window=layer_window(arch, c, i))
             assert (tiled - expected["weights"]).abs().max() > 1e-3
 
     @pytest.mark.parametrize("shape", GQA_SHAPES, ids=gqa_id)
@@ -204,15 +206,15 @@ class TestScaledDotProductAttention:
             expected = expected_attention(model, traced, i)
             torch.testing.assert_close(traced[f"transformer.h.{i}.attn.output"].double(), expected["output"], **TOL)
 
-    def test_scores_are_scaled_by_one_over_sqrt_head_dim(self, wide_model, wide_idx, run_traced, qk_gain):
+    def test_scores_are_scaled_by_one_over_sqrt_head_dim(self, wide_model, wide_idx, run_traced, qk_gain, arch):
         """The weights match softmax(g q · g k / sqrt(head_dim)) with the card's QK gain g, and neither scale 1
         nor 1/head_dim."""
         A, cache = attention_matrix(wide_model, wide_idx, 0, run_traced)
         q, k = cache["transformer.h.0.attn.q_norm"] * qk_gain, cache["transformer.h.0.attn.k_norm"] * qk_gain
-        D = q.size(-1)
-        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k), **TOL)
+        D, window = q.size(-1), layer_window(arch, wide_model.config, 0)
+        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k, window=window), **TOL)
         for wrong_scale in (1.0, 1.0 / D):
-            wrong = explicit.attention_weights(q * wrong_scale * math.sqrt(D), k)
+            wrong = explicit.attention_weights(q * wrong_scale * math.sqrt(D), k, window=window)
             assert (A.double() - wrong).abs().max() > 1e-2
 
     @pytest.mark.parametrize("mode", ["eval", "train"])
@@ -253,11 +255,15 @@ class TestCausalMask:
             future = torch.ones(T, T, dtype=torch.bool).triu(1)
             assert (A[..., future] == 0).all()
 
-    def test_every_query_attends_to_itself_and_all_earlier_keys(self, wide_model, wide_idx, run_traced):
-        """On and below the diagonal every weight is positive: the mask hides the future only, not the present."""
+    def test_every_query_attends_to_itself_and_all_earlier_keys(self, wide_model, wide_idx, run_traced, arch):
+        """On and below the diagonal every weight is positive: the mask hides the future only, not the present
+        (and, under a card whose windows are on, nothing within the layer's window)."""
         A, _ = attention_matrix(wide_model, wide_idx, 0, run_traced)
         T = A.size(-1)
         past_and_present = torch.ones(T, T, dtype=torch.bool).tril()
+        window = layer_window(arch, wide_model.config, 0)
+        if window is not None:
+            past_and_present &= ~torch.ones(T, T, dtype=torch.bool).tril(-window - 1)
         assert (A[..., past_and_present] > 0).all()
         assert (A[..., 0, 0] - 1).abs().max() < 1e-6  # the first query has only itself to attend to
 
@@ -271,11 +277,12 @@ class TestSoftmax:
         assert (A >= 0).all()
         torch.testing.assert_close(A.sum(-1), torch.ones(A.shape[:-1]), rtol=0, atol=1e-5)
 
-    def test_weights_are_the_softmax_of_the_scores_over_keys(self, wide_model, wide_idx, run_traced, qk_gain):
+    def test_weights_are_the_softmax_of_the_scores_over_keys(self, wide_model, wide_idx, run_traced, qk_gain, arch):
         """a_ij = exp(s_ij) / sum_j' exp(s_ij'): normalized over keys (rows), not over queries (columns)."""
         A, cache = attention_matrix(wide_model, wide_idx, 1, run_traced)
         q, k = cache["transformer.h.1.attn.q_norm"] * qk_gain, cache["transformer.h.1.attn.k_norm"] * qk_gain
-        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k), **TOL)
+        window = layer_window(arch, wide_model.config, 1)
+        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k, window=window), **TOL)
         assert (A.sum(-2) - 1).abs().max() > 1e-2  # columns do not sum to 1
 
     def test_weights_are_not_uniform(self, wide_model, wide_idx, run_traced):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from . import explicit
+from .conftest import layer_window
 from .explicit import rms_norm
 
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -14,14 +15,15 @@ def blocks(model):
 
 
 @pytest.mark.component("block.attention_path")
-def test_attention_path_adds_attention_of_the_normalized_stream(model, traced, qk_gain):
+def test_attention_path_adds_attention_of_the_normalized_stream(model, traced, qk_gain, arch):
     """attn sees norm(x), and x + attn(norm(x)) is what the MLP path starts from."""
     T = traced["idx"].size(1)
     for i, block in blocks(model):
         x = traced[f"transformer.h.{i}.input"]
         attn_in = traced[f"transformer.h.{i}.attn.input"]
         torch.testing.assert_close(attn_in.double(), rms_norm(x), **TOL)
-        expected = explicit.attention(block.attn, attn_in, model.cos[:, :T], model.sin[:, :T], model.config, qk_gain)
+        expected = explicit.attention(block.attn, attn_in, model.cos[:, :T], model.sin[:, :T], model.config, qk_gain,
+                                      layer_window(arch, model.config, i))
         torch.testing.assert_close(traced[f"transformer.h.{i}.attn.output"].double(), expected["output"], **TOL)
 
 
@@ -38,13 +40,13 @@ def test_mlp_path_adds_mlp_of_the_normalized_stream(model, traced):
 
 
 @pytest.mark.component("block")
-def test_block_equals_the_explicit_pre_norm_formula(model, traced, qk_gain):
+def test_block_equals_the_explicit_pre_norm_formula(model, traced, qk_gain, arch):
     """block(x) == x + a + mlp(norm(x + a)) with a = attn(norm(x)), every step computed independently."""
     T = traced["idx"].size(1)
     for i, block in blocks(model):
         x = traced[f"transformer.h.{i}.input"].double()
         a = explicit.attention(block.attn, rms_norm(x), model.cos[:, :T], model.sin[:, :T], model.config,
-                               qk_gain)["output"]
+                               qk_gain, layer_window(arch, model.config, i))["output"]
         m = explicit.mlp(block.mlp, rms_norm(x + a))["output"]
         torch.testing.assert_close(traced[f"transformer.h.{i}.output"].double(), x + a + m, **TOL)
 

@@ -8,7 +8,7 @@ import torch
 from nanochat_verify.contract import interface
 from nanochat_verify.contract.cache import NoCache, cache_class
 
-from .conftest import TINY
+from .conftest import TINY, forward_problem
 
 pytestmark = pytest.mark.component("contract.interface")
 
@@ -51,3 +51,9 @@ def test_the_kv_cache_is_built_with_the_contracts_sizes(impl):
     except NoCache as e:
         pytest.fail(str(e))
     assert interface.cache_difference(cls) is None
+
+
+def test_a_float32_model_runs_a_forward_on_the_cpu(impl, arch):
+    """GPT(GPTConfig(...)), init_weights() and a forward of float32 weights run on the CPU (nanochat 3a5e0bc cast
+    wte to bfloat16 in __init__, so every float32 CPU forward failed: fixed in 306bc38)."""
+    assert forward_problem(impl, arch) is None

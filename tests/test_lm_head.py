@@ -136,7 +136,7 @@ def test_a_saved_and_reloaded_model_gives_the_same_logits_with_the_head_untied(m
     torch.testing.assert_close(fresh.lm_head.weight, source.lm_head.weight, rtol=0, atol=0)
 
 
-def test_a_model_materialised_from_the_meta_device_keeps_its_head_untied(impl, config, idx):
+def test_a_model_materialised_from_the_meta_device_keeps_its_head_untied(impl, config, idx, runnable):
     """Built on the meta device, materialised with to_empty() and initialised, then trained a step: lm_head and wte
     are still two tensors (LLMs-from-scratch PR 826: materialising broke the aliasing of a tied model; an untied
     one must not become aliased either)."""

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nanochat_verify.card import FEATURES
 from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
+from .conftest import n_parameters
 from .strategies import config_kwargs
 
 pytestmark = pytest.mark.component("scaling.parameter_count")
@@ -72,7 +73,7 @@ def test_target_counts_the_cards_millions_of_parameters_built_on_meta(target, ar
     """The target model has 2*V*d + 12*L*d² parameters plus what the modern components add, which rounds to the
     card's figure (561M for the seed architecture at depth 20), built on the meta device."""
     config, model = target
-    n = sum(p.numel() for p in model.parameters())
+    n = n_parameters(model, arch)
     assert n == spec_closed_form(config.vocab_size, config.n_embd, config.n_layer) + modern_extras(arch, config)
     assert round(n / 1e6) == arch.target_millions
     assert all(p.is_meta for p in model.parameters())
@@ -109,7 +110,7 @@ def test_embeddings_are_30_percent_of_the_seed_target(target, arch):
 def test_depth_4_model_matches_the_closed_form(impl, arch):
     """The depth-4 model (n_embd 256, 2 heads, vocab 2**16) matches the closed form too."""
     config = impl.GPTConfig(**config_kwargs_for_depth(4))
-    n = sum(p.numel() for p in build_on_meta(impl, config).parameters())
+    n = n_parameters(build_on_meta(impl, config), arch)
     assert n == spec_closed_form(config.vocab_size, config.n_embd, 4) + modern_extras(arch, config)
 
 
@@ -135,7 +136,7 @@ def test_spec_closed_form_holds_without_gqa(impl, arch, data):
     """With n_kv_head == n_head the count is exactly 2*V*d + 12*L*d², plus what the card's modern components add."""
     config = draw_config(impl, arch, data, max_layers=3, gqa=False)
     kwargs = vars(config)
-    n = sum(p.numel() for p in build_on_meta(impl, config).parameters())
+    n = n_parameters(build_on_meta(impl, config), arch)
     assert n == spec_closed_form(kwargs["vocab_size"], kwargs["n_embd"], kwargs["n_layer"]) + modern_extras(arch, config)
 
 
@@ -150,11 +151,11 @@ def test_gqa_saves_exactly_the_kv_projection_parameters(impl, arch):
 
     head_dim = kw["n_embd"] // kw["n_head"]
     assert kv_projections(mha_model) - kv_projections(gqa_model) == 2 * kw["n_layer"] * kw["n_embd"] * 8 * head_dim
-    mha, gqa = (sum(p.numel() for p in m.parameters()) for m in (mha_model, gqa_model))
+    mha, gqa = (n_parameters(m, arch) for m in (mha_model, gqa_model))
     assert mha - gqa == closed_form_counts(mha_model.config, arch)["total"] - closed_form_counts(gqa_model.config, arch)["total"]
 
 
-def test_meta_model_can_be_materialized_and_initialized(impl):
+def test_meta_model_can_be_materialized_and_initialized(impl, runnable):
     """A meta-built model becomes a real one with to_empty() + init_weights(), rotary tables included."""
     config = impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=32)
     model = build_on_meta(impl, config)

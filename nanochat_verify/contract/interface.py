@@ -88,8 +88,9 @@ def cache_difference(cache_class):
     sig = signature_of(cache_class)
     if sig is None:
         return None
+    extra = {k: None for k in ("device", "dtype") if k in sig.parameters}  # passed by keyword where taken
     try:
-        sig.bind(*range(len(CACHE_ARGUMENTS)))
+        sig.bind(*range(len(CACHE_ARGUMENTS)), **extra)
     except TypeError as e:
         return (f"KVCache{sig} cannot be built as KVCache(batch_size, num_heads, seq_len, head_dim, num_layers): "
                 f"{e}")

@@ -205,9 +205,10 @@ def main(argv=None):
 
         started = time.monotonic()
         try:
+            # every run names the card: a copy of the implementation in a temporary folder must not find its own
             results = run_catalog(mutants, args.gpt_impl, card=card, root=args.root, jobs=args.jobs, extra=extra,
                                   timeout=args.timeout, workdir=args.workdir, progress=progress,
-                                  use_fork=False if args.no_fork else None, architecture=args.architecture)
+                                  use_fork=False if args.no_fork else None, architecture=str(card.path))
         except ControlFailed as e:
             # nothing can be scored, but the report still needs to say so, and which mutants are stale
             console.print(f"[bold red]harness failure:[/] {escape(str(e))}")
@@ -248,9 +249,13 @@ def report(console, results, target, elapsed, jobs):
 
 
 def _card(args):
-    from nanochat_verify.card import CardError, project_card
+    """The card the runs verify against, chosen as pytest would choose it (nanochat_verify/base.py)."""
+    from nanochat_verify.base import choose_card
+    from nanochat_verify.card import CardError
+    from nanochat_verify.settings import default_implementation_file
+    path, _ = resolve_target(args.gpt_impl)
     try:
-        return project_card(args.settings, args.architecture)
+        return choose_card(args.settings, path, args.architecture, default_implementation_file(args.settings))[0]
     except CardError as e:
         raise BadOption(str(e)) from None
 

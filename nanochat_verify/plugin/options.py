@@ -4,8 +4,10 @@ The implementation under test and the architecture it is verified against.
 - `--gpt-impl PATH_OR_MODULE`: a nanochat checkout, a .py file or a dotted module name; default: the
   `gpt-impl` of [tool.nanochat-verify] in the project's pyproject.toml, else the project's own
   nanochat/gpt.py (this project's model, or a fork's when the kit runs from the fork's root).
-- `--architecture NAME_OR_PATH`: the card; default: [tool.nanochat-verify] architecture, else the default card.
-  [tool.nanochat-verify.card] overrides apply either way.
+- `--architecture NAME_OR_PATH`: the card; default: [tool.nanochat-verify] architecture for the project's own
+  implementation, else the base found for a checkout (nanochat_verify/base.py: from its git history, else from
+  its code), else the default card. The pytest header says which implementation and which card, and how the
+  card was chosen.
 
 Tests reach them through the session fixtures `impl` and `arch`. The markers the suite uses are registered
 here, so that the suite runs under any project's pytest configuration.
@@ -14,15 +16,18 @@ here, so that the suite runs under any project's pytest configuration.
 import pytest
 
 from nanochat_verify import options
-from nanochat_verify.card import CardError, project_card
+from nanochat_verify.base import choose_card
+from nanochat_verify.card import CardError
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.paths import is_own_model
-from nanochat_verify.settings import SettingsError, default_implementation, no_implementation, read_settings
+from nanochat_verify.settings import (SettingsError, default_implementation, default_implementation_file,
+                                     no_implementation, read_settings)
 
 IMPL_KEY = pytest.StashKey()
 ARCH_KEY = pytest.StashKey()
 SETTINGS_KEY = pytest.StashKey()
 SPEC_KEY = pytest.StashKey()  # the --gpt-impl the implementation was loaded from, as resolved
+HOW_KEY = pytest.StashKey()  # how the card was chosen, in one sentence
 
 MARKERS = (
     "component(*ids): the sub-component(s) of the component table this test verifies "
@@ -65,11 +70,21 @@ def pytest_configure(config):
     try:
         settings = read_settings(config.rootpath)
         spec = implementation_spec(config, settings)
-        config.stash[IMPL_KEY] = load_implementation(spec)
-        config.stash[ARCH_KEY] = project_card(settings, config.getoption("architecture"))
+        impl = config.stash[IMPL_KEY] = load_implementation(spec)
+        config.stash[ARCH_KEY], config.stash[HOW_KEY] = choose_card(
+            settings, source_path(impl), config.getoption("architecture"), default_implementation_file(settings))
     except (ContractError, CardError, SettingsError) as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[SETTINGS_KEY], config.stash[SPEC_KEY] = settings, spec
+
+
+def pytest_report_header(config):
+    impl = config.stash.get(IMPL_KEY, None)
+    if impl is None:
+        return None
+    card = config.stash[ARCH_KEY]
+    return [f"nanochat-verify: implementation {source_path(impl)}",
+            f"nanochat-verify: architecture {card.name} ({config.stash[HOW_KEY]})"]
 
 
 def is_own_implementation(config):

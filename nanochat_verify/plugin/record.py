@@ -16,7 +16,7 @@ from nanochat_verify.fingerprint import file_sha256, implementation_files, tree_
 from nanochat_verify.paths import SUITE_DIR, display, state_dir
 from nanochat_verify.plugin.findings import FINDINGS_KEY
 from nanochat_verify.plugin.locations import resolve_option_path
-from nanochat_verify.plugin.options import ARCH_KEY, IMPL_KEY, SETTINGS_KEY, SPEC_KEY, is_own_implementation
+from nanochat_verify.plugin.options import ARCH_KEY, HOW_KEY, IMPL_KEY, SPEC_KEY, is_own_implementation
 from nanochat_verify.plugin.selection import COLLECTED_KEY, deselected_by_design
 from nanochat_verify.runrecord import PRECEDENCE, RunRecord, Outcome
 from nanochat_verify.contract import source_path
@@ -56,10 +56,9 @@ class OutcomeRecorder:
             raise pytest.UsageError(f"--outcomes {path}: the folder {str(self.path.parent)!r} does not exist")
         self.record = RunRecord(run_id=uuid.uuid4().hex, finished=False,
                                 pytest_args=[str(a) for a in config.invocation_params.args],
-                                architecture={"spec": config.getoption("architecture")
-                                              or config.stash[SETTINGS_KEY].architecture,
-                                              "overrides": config.stash[SETTINGS_KEY].card,
-                                              "name": config.stash[ARCH_KEY].name})
+                                architecture={"spec": str(config.stash[ARCH_KEY].path),
+                                              "overrides": config.stash[ARCH_KEY].overrides,
+                                              "name": config.stash[ARCH_KEY].name, "how": config.stash[HOW_KEY]})
         self.user_deselected, self.collection_errors = [], []
 
     def write(self):

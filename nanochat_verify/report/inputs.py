@@ -53,6 +53,7 @@ class Inputs:
     mutation: dict = None  # the JSON of python -m nanochat_verify.mutation, or None when left out
     problems: list = field(default_factory=list)
     not_applicable: frozenset = frozenset()  # component keys the run's architecture card does not have
+    card_how: str = ""  # how the run chose its card, in one sentence
 
     @property
     def checkout(self):
@@ -230,7 +231,8 @@ def load_inputs(outcomes_file, *, project, regenerate, coverage_file=None, mutat
     if expect_card is not None and expect_card.name != card.name:
         raise Refused(f"{shown} is a run under the card {card.name!r}, not {expect_card.name!r}; {regenerate}")
     inputs = Inputs(impl_path=impl_path, own_impl=record.own_impl, tests=list(record.tests.values()), card=card,
-                    root=project.root, not_applicable=frozenset(record.not_applicable))
+                    root=project.root, not_applicable=frozenset(record.not_applicable),
+                    card_how=record.architecture.get("how", ""))
 
     if line_coverage_wanted:
         lines = record.line_coverage

@@ -116,7 +116,9 @@ class Report:
             "generator instead of leaving a gap", ""]
 
     def card_values(self):
-        out = [f"## The architecture card `{self.card.name}`", "", f"{self.card.title}.", "", "| Value | |", "|---|---|"]
+        how = f" Chosen: {self.inputs.card_how}." if self.inputs.card_how else ""
+        out = [f"## The architecture card `{self.card.name}`", "", f"{self.card.title}.{how}", "", "| Value | |",
+               "|---|---|"]
         out += [f"| {name} | {md_escape(str(value))} |" for name, value in self.card.describe()]
         return out + [""]
 

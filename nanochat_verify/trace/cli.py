@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanochat_verify import options
-from nanochat_verify.card import FEATURES, CardError, project_card
+from nanochat_verify.base import choose_card
+from nanochat_verify.card import FEATURES, CardError
 from nanochat_verify.commandline import (OneLineParser, positive_int, positive_number, project_root,
                                          resolve_implementation, unwritable)
-from nanochat_verify.contract import ContractError, load_implementation
+from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.exits import Exit
 from nanochat_verify.scaling import NANOCHAT_VOCAB_SIZE, config_kwargs_for_depth
+from nanochat_verify.settings import default_implementation_file
 from nanochat_verify.trace import text
 from nanochat_verify.trace.render import make_console, plot, render
 from nanochat_verify.trace.sections import TraceError
@@ -119,7 +121,8 @@ def parse_settings(argv=None):
         parser.error(f"--gpt-impl {args.gpt_impl!r}: loading it failed: {type(e).__name__}: {e}")
 
     try:
-        card = project_card(args.settings, args.architecture)
+        card, _ = choose_card(args.settings, source_path(impl), args.architecture,
+                              default_implementation_file(args.settings))
     except CardError as e:
         parser.error(str(e))
     features = _parse_features(parser, args.features, card)
