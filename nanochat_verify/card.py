@@ -5,8 +5,9 @@ A card is a TOML file (nanochat_verify/cards/*.toml: `seed`, the project's defau
 the seed document, and one card for each version of the real nanochat, `nanochat-<commit>`). It holds the
 values the architecture is made of (softcap, RoPE base, rotary table length and dtype, MLP ratio, QK gain,
 init rules...) and, for each modern component of the table (nanochat_verify/components.py), a table that
-says whether the architecture has it (`presence`), the GPTConfig keywords that switch it on (`switch`),
-and its values. The tests, the naive oracle, the tracer and COVERAGE.md read the card; no architecture
+says whether the architecture has it (`presence`), the GPTConfig keywords that switch it on (`switch`) and,
+for one that is always on, those that switch it off (`off`, used by the tests of the other components), and its
+values. The tests, the naive oracle, the tracer and COVERAGE.md read the card; no architecture
 literal lives anywhere else.
 
 Which card: `--architecture NAME_OR_PATH` (pytest and every tool of the kit), else the
@@ -32,6 +33,7 @@ the key, the value and what was expected.
 """
 
 import difflib
+import fnmatch
 import math
 import re
 import sys
@@ -151,8 +153,10 @@ def _setting_value(setting):
 
 
 FEATURE_TABLES = {c.feature: {"presence": choice(*PRESENCE), "switch": Value("table", "a table of GPTConfig keywords"),
+                              "off": Value("table", "a table of GPTConfig keywords that switch it off"),
                               **{s.name: _setting_value(s) for s in c.settings}}
                   for c in ALL if c.feature}
+OPTIONAL_FEATURE_KEYS = ("off",)
 TOP_TABLES = ("target", "init", "replaced", "extra", *FEATURES)
 EXTRA = {"note": TEXT,
          "parameters": Value("any", "a list of parameter names of the model",
@@ -197,7 +201,8 @@ class _Checker:
         self.values(data.get("target", {}), TARGET, "target.", required=tuple(TARGET))
         for feature in FEATURES:
             table = data.get(feature, {})
-            self.values(table, FEATURE_TABLES[feature], f"{feature}.", required=tuple(FEATURE_TABLES[feature]))
+            self.values(table, FEATURE_TABLES[feature], f"{feature}.",
+                        required=tuple(k for k in FEATURE_TABLES[feature] if k not in OPTIONAL_FEATURE_KEYS))
         self.init(data.get("init", {}), {p for c in ALL if not c.feature or data[c.feature]["presence"] != ABSENT
                                          for p in (g.name for g in c.parameters)})
         for key, note in data.get("replaced", {}).items():
@@ -320,6 +325,7 @@ class Architecture:
     target_millions: int
     features: dict  # feature -> presence (absent | optional | always)
     feature_config: dict  # feature -> the GPTConfig keywords that switch it on
+    feature_off: dict = field(default_factory=dict)  # feature -> the GPTConfig keywords that switch an always-on one off
     feature_settings: dict = field(repr=False, default_factory=dict)  # feature -> its values
     init: dict = field(repr=False, default_factory=dict)
     replaced_components: dict = field(default_factory=dict)  # component key -> why the fork replaced it on purpose
@@ -359,10 +365,23 @@ class Architecture:
                 kwargs.update(self.feature_config.get(f, {}))
         return kwargs
 
+    def config_without(self, *features):
+        """GPTConfig keywords that switch off the always-on features other than `features`, where the card says how
+        (`off`): the tests of the other components then see the architecture without them, as the neutral values of
+        their parameters do for the components that have no switch."""
+        kwargs = {}
+        for f, off in self.feature_off.items():
+            if f not in features and self.has(f):
+                kwargs.update(off)
+        return kwargs
+
     def active(self, feature, config):
         """Whether `feature` is on in a model built from `config` under this card."""
+        if self.features[feature] == ALWAYS:
+            off = self.feature_off.get(feature)
+            return not (off and all(getattr(config, k, None) == v for k, v in off.items()))
         if self.features[feature] != OPTIONAL:
-            return self.always(feature)
+            return False
         switch = self.feature_config.get(feature, {})
         return bool(switch) and all(getattr(config, k, None) == v for k, v in switch.items())
 
@@ -405,8 +424,9 @@ class Architecture:
         return self.init[key]
 
     def extra_parameters(self):
-        """The parameter names of the card's extras: {name: extra name}."""
-        return {p: name for name, extra in self.extras.items() for p in extra["parameters"]}
+        """The parameters of the card's extras: `name in card.extra_parameters()` for a model's parameter name
+        (the card lists names, or patterns such as value_embeds.*.weight)."""
+        return _Patterns(p for extra in self.extras.values() for p in extra["parameters"])
 
     def describe(self):
         """The card's values as (name, value) rows, for reports and the tracer."""
@@ -419,6 +439,13 @@ class Architecture:
         rows += [(f"{key} replaced", note) for key, note in sorted(self.replaced_components.items())]
         rows += [(f"extra: {name}", extra["note"]) for name, extra in sorted(self.extras.items())]
         return rows
+
+
+class _Patterns(frozenset):
+    """Parameter names and fnmatch patterns: `in` matches a name against any of them."""
+
+    def __contains__(self, name):
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self)
 
 
 # ---- reading cards -------------------------------------------------------------------------------
@@ -509,7 +536,9 @@ def _build(data, path, overrides):
         target_depth=target["depth"], target_millions=target["millions"],
         features={f: data[f]["presence"] for f in FEATURES},
         feature_config={f: dict(data[f]["switch"]) for f in FEATURES},
-        feature_settings={f: {k: v for k, v in data[f].items() if k not in ("presence", "switch")} for f in FEATURES},
+        feature_off={f: dict(data[f]["off"]) for f in FEATURES if data[f].get("off")},
+        feature_settings={f: {k: v for k, v in data[f].items() if k not in ("presence", "switch", "off")}
+                          for f in FEATURES},
         init={key: InitRule(**rule) for key, rule in data.get("init", {}).items()},
         replaced_components=dict(data.get("replaced", {})),
         extras={name: {"note": e["note"], "parameters": list(e["parameters"]), "neutral": dict(e.get("neutral", {}))}

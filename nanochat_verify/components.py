@@ -230,6 +230,7 @@ SUPPORTING = (
         ("ci", "the README's commands are what CI runs"),
         ("packaging", "the kit installs beside a fork and runs from its root"),
         ("cards", "every card is checked against its schema before any test runs"),
+        ("base", "a checkout's base is found by itself, and the run says how"),
     ], []),
 )
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the implementation under test (`impl`, from --gpt-impl), the architecture card it is
 verified against (`arch`, from --architecture), tiny configs and models, and its KV cache."""
 
+import fnmatch
 import math
 import os
 import random
@@ -54,9 +55,10 @@ def _seed():
 @pytest.fixture
 def make_config(impl, arch):
     """GPTConfig of the implementation under test: the tiny config, with the card's switches for the
-    named modern components (make_config("smear")), and overrides."""
+    named modern components (make_config("smear")), the card's `off` switches for the other always-on ones that
+    have one (a default window pattern), and overrides."""
     def make(*features, **overrides):
-        kwargs = {**TINY, **arch.config_for(*features), **overrides}
+        kwargs = {**TINY, **arch.config_without(*features), **arch.config_for(*features), **overrides}
         difference = interface.config_difference(impl.GPTConfig, kwargs)
         if difference:
             raise interface.InterfaceDiffers(difference)
@@ -105,11 +107,11 @@ def neutralize(model, keep=(), card=None):
             for name, p in named_group(model, group):
                 if group.neutral is not None:
                     p.fill_(group.neutral)
-    params = dict(model.named_parameters())
     for extra in (card.extras.values() if card is not None else ()):  # parts the table does not model
-        for name, value in extra["neutral"].items():
-            if name in params:
-                params[name].fill_(value)
+        for name, p in model.named_parameters():
+            value = next((v for pattern, v in extra["neutral"].items() if fnmatch.fnmatchcase(name, pattern)), None)
+            if value is not None:
+                p.fill_(value)
     return model
 
 
@@ -254,8 +256,8 @@ def parameter_groups(model, card=None):
     from nanochat_verify.components import PARAMETER_GROUPS
     core = {"transformer.wte.weight": "wte", "lm_head.weight": "lm_head"}
     groups, seen = {}, set()
-    for name, extra in (card.extra_parameters().items() if card is not None else ()):
-        seen.add(name)  # declared by the card as a part the table does not model: no init rule to check
+    extras = card.extra_parameters() if card is not None else ()
+    seen |= {name for name, _ in model.named_parameters() if name in extras}  # declared extras: no init rule
     for key, group in PARAMETER_GROUPS.items():
         if group.where != "core":
             for name, p in named_group(model, group):
