@@ -177,18 +177,27 @@ def make_model(impl, arch, runnable):
         if randomize:
             randomize_weights(model, seed)
         neutralize(model, keep=live, card=arch)
-        if interface.forward_difference(model):  # another argument order: the contract's call, by keyword
-            model.register_forward_pre_hook(interface.as_contract_call(model), with_kwargs=True, prepend=True)
-        model.register_forward_hook(_check_logits_shape, with_kwargs=True)
-        return model
+        return contract_model(model)
     return make
 
 
-def _check_logits_shape(model, args, kwargs, output):
-    """One clear failure for an implementation whose forward returns something other than logits (and, for one
-    that returns them in a tuple, the interface difference, reported once by tests/test_interface.py)."""
-    idx = args[0] if args else kwargs.get("idx")
-    targets = args[1] if len(args) > 1 else kwargs.get("targets")
+def contract_model(model):
+    """The model, called as the contract calls it: an implementation whose forward takes the contract's arguments
+    at other positions gets them by keyword, and what forward returns is checked (one clear failure for anything
+    but logits; for the logits or the loss in a tuple, the interface difference, reported once by
+    tests/test_interface.py)."""
+    if interface.forward_difference(model):
+        model.register_forward_pre_hook(interface.as_contract_call(model), with_kwargs=True, prepend=True)
+    model.register_forward_hook(_check_returned, with_kwargs=True)
+    return model
+
+
+def _check_returned(model, args, kwargs, output):
+    named = {**dict(zip(interface.FORWARD_ARGUMENTS, args)), **kwargs}
+    idx, targets = named.get("idx"), named.get("targets")
+    if targets is not None and isinstance(output, (tuple, list)):
+        raise interface.InterfaceDiffers(f"forward(idx, targets) returns a {type(output).__name__}; the contract's "
+                                         f"returns the loss alone")
     if targets is None and torch.is_tensor(idx) and idx.ndim == 2:
         problem = interface.returned_logits(output, (*idx.shape, model.config.vocab_size))
         if problem:

@@ -9,6 +9,8 @@ a CUDA machine the same checks run on the GPU.
 import pytest
 import torch
 
+from .conftest import contract_model
+
 from nanochat_verify.card import FEATURES
 
 DEVICES = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -18,7 +20,7 @@ def on(device, make_model, config, features=()):
     """The model for `config`, on `device`: built there (meta) or moved there (cuda), then init_weights() there."""
     if device == "meta":
         with torch.device("meta"):
-            model = make_model.impl.GPT(config)
+            model = contract_model(make_model.impl.GPT(config))
     else:
         model = make_model(config, live=features).to(device)
     model.init_weights()

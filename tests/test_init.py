@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from nanochat_verify.card import FEATURES, INIT_KEYS
-from .conftest import parameter_groups
+from nanochat_verify.components import PARAMETER_GROUPS
+from nanochat_verify.contract import interface
+from .conftest import contract_model, parameter_groups
 
 # which component of the table each init group belongs to
 OWNER = {
@@ -31,7 +33,7 @@ def initialised(impl, arch, make_config):
     features = [f for f in FEATURES if arch.has(f)]
     torch.manual_seed(0)
     config = make_config(*features, vocab_size=512, n_embd=WIDTH, n_head=4, n_kv_head=2, n_layer=3)
-    model = impl.GPT(config)
+    model = contract_model(impl.GPT(config))
     model.init_weights()
     return model
 
@@ -86,12 +88,21 @@ def check_rule(rule, param, fan_out, fan_in, n_layer, where):
 def test_each_parameter_group_is_drawn_from_the_card_distribution(initialised, arch, group):
     """Every parameter of the group follows its rule: zeros, a constant, a per-layer schedule, or a normal or
     uniform distribution of the right spread and the right shape (a Kolmogorov-Smirnov test at a fixed seed)."""
-    params = parameter_groups(initialised, arch).get(group, [])
-    assert params, f"no parameter of group {group} in the model"
+    params = group_parameters(initialised, arch, group)
     rule = arch.init_rule(group)
     for name, p in params:
         fan_out, fan_in = (p.shape[0], p.shape[1]) if p.dim() == 2 else (1, 1)
         check_rule(rule, p, fan_out, fan_in, initialised.config.n_layer, name)
+
+
+def group_parameters(model, arch, group):
+    """The parameters of one init group; none is a finding for a modern component the card gives the model, and
+    not observable for a seed group (its modules are named otherwise than the contract's: a fork's renaming)."""
+    params = parameter_groups(model, arch).get(group, [])
+    if not params and PARAMETER_GROUPS[group].where == "core":
+        raise interface.InterfaceDiffers(f"no parameter of the seed group {group} under the contract's names")
+    assert params, f"no parameter of group {group} in the model"
+    return params
 
 
 def pytest_generate_tests(metafunc):
@@ -111,7 +122,7 @@ def test_random_groups_are_independent_of_every_other_parameter(initialised, arc
     group = random_group
     groups = parameter_groups(initialised, arch)
     others = [(n, p) for g, ps in groups.items() if g in INIT_KEYS for n, p in ps if arch.init_rule(g).dist in RANDOM]
-    for name, p in groups[group]:
+    for name, p in group_parameters(initialised, arch, group):
         x = p.detach().double().flatten()
         rows = p.detach().reshape(p.shape[0], -1)
         assert torch.unique(rows, dim=0).shape[0] == rows.shape[0], f"{name} has repeated rows"
@@ -131,14 +142,13 @@ def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_confi
     features = [f for f in FEATURES if arch.has(f)]
     config = make_config(*features, n_layer=3)
     with torch.device("meta"):
-        model = impl.GPT(config)
+        model = contract_model(impl.GPT(config))
     model.to_empty(device="cpu")
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:
             t.fill_(float("nan"))
     model.init_weights()
-    params = parameter_groups(model, arch).get(group, [])
-    assert params, f"no parameter of group {group} in the model"
+    params = group_parameters(model, arch, group)
     for name, p in params:
         assert p.device.type == "cpu" and p.dtype == torch.float32, f"{name}: {p.device} {p.dtype}"
         assert torch.isfinite(p).all(), f"{name} still holds NaN after init_weights()"
@@ -148,6 +158,10 @@ def test_init_weights_after_to_empty_overwrites_every_nan(impl, arch, make_confi
 def test_every_parameter_has_an_init_rule_in_the_card(initialised, arch):
     """Every parameter belongs to a group the card's [init] rules cover: a parameter added without declaring its
     init would escape every check of its distribution (and of its gradient flow)."""
+    missing = interface.missing_modules(initialised)
+    if missing:  # parameters named otherwise than the contract's cannot be told apart from unknown ones
+        raise interface.InterfaceDiffers(f"the model has no {', '.join(missing[:3])}: its parameters are named "
+                                         f"otherwise than the contract's")
     assert [g for g in parameter_groups(initialised, arch) if g.startswith("unknown")] == []
 
 
@@ -157,7 +171,7 @@ def test_the_global_seed_decides_the_weights(impl, make_config):
     seeds give different ones (an init that re-seeds itself makes every model of a seed sweep identical)."""
     def build(seed):
         torch.manual_seed(seed)
-        model = impl.GPT(make_config())
+        model = contract_model(impl.GPT(make_config()))
         model.init_weights()
         return model.transformer.h[0].attn.c_q.weight.detach().clone()
 

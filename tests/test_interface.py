@@ -57,3 +57,10 @@ def test_a_float32_model_runs_a_forward_on_the_cpu(impl, arch):
     """GPT(GPTConfig(...)), init_weights() and a forward of float32 weights run on the CPU (nanochat 3a5e0bc cast
     wte to bfloat16 in __init__, so every float32 CPU forward failed: fixed in 306bc38)."""
     assert forward_problem(impl, arch) is None
+
+
+@pytest.mark.parametrize("name", ["norm", "apply_rotary_emb"])
+def test_the_module_defines_the_contracts_functions(impl, name):
+    """The implementation's module defines norm and apply_rotary_emb, the functions the RMSNorm and RoPE tests call
+    directly (a fork with RMSNorm modules instead is still verified through its forward)."""
+    assert callable(getattr(impl, name, None)), f"the implementation's module defines no {name}"

@@ -77,14 +77,18 @@ def test_a_cache_decodes_to_exactly_its_length(model, idx, config, new_cache, ca
     assert caches.pos(cache) == 16
 
 
-@pytest.mark.parametrize("chunks", [[3] + [1] * 13, [1, 12, 3]], ids=["token-by-token", "a-chunk-of-12-after-1"])
-def test_a_full_cache_grows_and_keeps_every_layers_entries(model, idx, config, new_cache, caches, arch, chunks):
+@pytest.mark.parametrize("chunks, seed", [([3] + [1] * 13, 101), ([1, 12, 3], 102)],
+                         ids=["token-by-token", "a-chunk-of-12-after-1"])
+def test_a_full_cache_grows_and_keeps_every_layers_entries(make_model, config, new_cache, caches, arch, chunks, seed):
     """Where the card says caches grow: a cache sized for 2 positions, already written, takes 16, even a chunk of
     more than twice its size at once, in inference mode as an engine decodes, and every layer keeps what it held
-    (nanochat issue 187: a growth by resize_ reinterprets the memory and scrambles layers > 0)."""
+    (nanochat issue 187: a growth by resize_ reinterprets the memory and scrambles layers > 0). Each case has weights
+    and tokens of its own: memory a scrambled cache reads uninitialised then never holds another case's right values."""
     if not arch.kv_cache_grows:
         assert caches.style == "flash"  # the card's reason: a preallocated flash-style cache never grows
         return
+    model = make_model(config, seed=seed)
+    idx = torch.randint(0, config.vocab_size, (2, config.sequence_len), generator=torch.Generator().manual_seed(seed))
     cache = new_cache(config, seq_len=2)
     with torch.inference_mode():
         out = decode(model, idx, chunks, cache)

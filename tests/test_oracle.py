@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanochat_verify.card import FEATURES
+from nanochat_verify.components import COMPONENTS
+from nanochat_verify.contract import InterfaceDiffers
 from nanochat_verify.contract import CacheAdapter, load_implementation, source_path
 from nanochat_verify.paths import OWN_MODEL
-from .conftest import cast_parameters, neutralize, randomize_weights
+from .conftest import cast_parameters, contract_model, named_group, neutralize, randomize_weights
 from .strategies import config_kwargs
 
 pytestmark = pytest.mark.component("contract.oracle")
@@ -30,10 +32,17 @@ def oracle(impl, runnable):
     return load_implementation(str(OWN_MODEL.parent.parent))
 
 
-def oracle_config(oracle, arch, impl, config):
+def has_parameters_of(model, feature):
+    """Whether the model holds the parameter groups the feature declares (a feature without any: True)."""
+    groups = [g for c in COMPONENTS if c.feature == feature for g in c.parameters]
+    return all(named_group(model, g) for g in groups)
+
+
+def oracle_config(oracle, arch, impl, config, model=None):
     """The oracle's config for a model of `config` under the card: the same sizes, the card's values, and the
-    modern components switched as they are in the model under test."""
-    on = {f: arch.active(f, config) for f in FEATURES}
+    modern components switched as they are in the model under test (one it lacks, though the card has it, is the
+    finding of that component's tests, not the oracle's)."""
+    on = {f: arch.active(f, config) and (model is None or has_parameters_of(model, f)) for f in FEATURES}
     values = dict(
         window_pattern=arch.sliding_window["pattern"] if on["sliding_window"] else "L",
         value_embeds=on["value_embeddings"], lambdas=on["lambdas"], smear=on["smear"], backout=on["backout"],
@@ -48,10 +57,15 @@ def oracle_config(oracle, arch, impl, config):
 
 def twins(impl, oracle, arch, config, seed=0, live=FEATURES):
     """The implementation under test and the oracle, holding the same random weights (modern components live)."""
-    model = neutralize(randomize_weights(impl.GPT(config), seed), keep=live, card=arch)
-    twin = oracle.GPT(oracle_config(oracle, arch, impl, config))
+    model = neutralize(randomize_weights(contract_model(impl.GPT(config)), seed), keep=live, card=arch)
+    twin = oracle.GPT(oracle_config(oracle, arch, impl, config, model))
     extras = arch.extra_parameters()  # parts the card declares the table does not model: neutral, and not the oracle's
-    twin.load_state_dict({k: v for k, v in model.state_dict().items() if k not in extras}, strict=True)
+    state = {k: v for k, v in model.state_dict().items() if k not in extras}
+    unknown, missing = sorted(set(state) - set(twin.state_dict())), sorted(set(twin.state_dict()) - set(state))
+    if unknown or missing:
+        raise InterfaceDiffers(f"the model's parameters are not named as the contract's: {', '.join(unknown[:3])} "
+                               f"where the oracle has {', '.join(missing[:3])}")
+    twin.load_state_dict(state, strict=True)
     return model, twin
 
 
@@ -62,7 +76,9 @@ def all_features(arch):
 def test_state_dict_uses_the_contract_names(impl, oracle, arch, make_config):
     """Both implementations name their weights alike (transformer.wte, transformer.h.i.attn.c_q, ..., lm_head, and
     the modern components' value_embeds.i, resid_lambdas, ...)."""
-    model, twin = twins(impl, oracle, arch, make_config(*all_features(arch)))
+    config = make_config(*all_features(arch))
+    model = contract_model(impl.GPT(config))
+    twin = oracle.GPT(oracle_config(oracle, arch, impl, config, model))
     extras = arch.extra_parameters()  # parts the card declares the table does not model
     assert sorted(k for k in model.state_dict() if k not in extras) == sorted(twin.state_dict())
 
@@ -148,12 +164,15 @@ def test_initialization_matches_the_card_in_both_implementations(impl, oracle, a
     """init_weights gives the same zeros, constants and per-layer standard deviations in both implementations."""
     config = make_config(*all_features(arch), vocab_size=256, n_layer=2, n_head=4, n_kv_head=1, n_embd=64)
     torch.manual_seed(0)
-    model = impl.GPT(config)
+    model = contract_model(impl.GPT(config))
     model.init_weights()
     torch.manual_seed(1)
     twin = oracle.GPT(oracle_config(oracle, arch, impl, config))
     twin.init_weights()
     twin_params, extras = dict(twin.named_parameters()), arch.extra_parameters()
+    unknown = [n for n, _ in model.named_parameters() if n not in extras and n not in twin_params]
+    if unknown:
+        raise InterfaceDiffers(f"the model's parameters are not named as the contract's: {', '.join(unknown[:3])}")
     for name, a in model.named_parameters():
         if name in extras:  # a part the card declares the table does not model: the oracle has no twin of it
             continue

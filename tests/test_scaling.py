@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nanochat_verify.card import FEATURES
 from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
-from .conftest import n_parameters
+from .conftest import contract_model, n_parameters
 from .strategies import config_kwargs
 
 pytestmark = pytest.mark.component("scaling.parameter_count")
@@ -158,10 +158,10 @@ def test_gqa_saves_exactly_the_kv_projection_parameters(impl, arch):
 def test_meta_model_can_be_materialized_and_initialized(impl, runnable):
     """A meta-built model becomes a real one with to_empty() + init_weights(), rotary tables included."""
     config = impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=32)
-    model = build_on_meta(impl, config)
+    model = contract_model(build_on_meta(impl, config))
     model.to_empty(device="cpu")
     model.init_weights()
-    reference = impl.GPT(config)
+    reference = contract_model(impl.GPT(config))
     torch.testing.assert_close(model.cos, reference.cos, rtol=0, atol=0)
     torch.testing.assert_close(model.sin, reference.sin, rtol=0, atol=0)
     assert torch.isfinite(model(torch.zeros(1, 4, dtype=torch.long))).all()

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from nanochat_verify.contract.packages import package_context
 
-REQUIRED_NAMES = ("GPTConfig", "GPT", "norm", "apply_rotary_emb")
+# the names without which nothing can be verified; `norm` and `apply_rotary_emb`, which the contract also names,
+# are verified where they exist (a fork with RMSNorm modules and no norm function is still verified)
+REQUIRED_NAMES = ("GPTConfig", "GPT")
 
 
 class ContractError(ValueError):

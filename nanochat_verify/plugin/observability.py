@@ -26,12 +26,16 @@ OURS = (KIT_DIR.resolve(), SUITE_DIR.resolve())
 
 
 def raised_in_our_code(excinfo):
-    """Whether the innermost frame of the traceback is a file of the kit or of the suite."""
-    tb = excinfo.tb
-    while tb.tb_next is not None:
+    """Whether the innermost frame of the traceback outside torch (torch.nn.Module.__getattr__ raises a missing
+    module's AttributeError for whoever asked) is a file of the kit or of the suite."""
+    import torch
+    torch_dir = Path(torch.__file__).resolve().parent
+    frames, tb = [], excinfo.tb
+    while tb is not None:
+        frames.append(Path(tb.tb_frame.f_code.co_filename).resolve())
         tb = tb.tb_next
-    path = Path(tb.tb_frame.f_code.co_filename).resolve()
-    return any(path.is_relative_to(folder) for folder in OURS)
+    path = next((f for f in reversed(frames) if not f.is_relative_to(torch_dir)), None)
+    return path is not None and any(path.is_relative_to(folder) for folder in OURS)
 
 
 def blindness(excinfo):
@@ -41,10 +45,14 @@ def blindness(excinfo):
     if isinstance(error, (NotObservable, InterfaceDiffers)):
         return str(error)
     if isinstance(error, AttributeError) and raised_in_our_code(excinfo):
+        import types
+
         import torch
         holder = getattr(error, "obj", None)
         if isinstance(holder, torch.nn.Module) or type(holder).__name__ == "GPTConfig":
             return f"not observable in this implementation: {type(holder).__name__} has no {error.name!r}"
+        if isinstance(holder, types.ModuleType) and holder.__name__.startswith("_gpt_impl_"):
+            return f"not observable in this implementation: its module defines no {error.name!r}"
     return None
 
 
