@@ -231,6 +231,8 @@ SUPPORTING = (
         ("packaging", "the kit installs beside a fork and runs from its root"),
         ("cards", "every card is checked against its schema before any test runs"),
         ("base", "a checkout's base is found by itself, and the run says how"),
+        ("observability", "what the suite cannot observe is said, never blamed on a component"),
+        ("diagnosis", "a failing test names the value the card declares and the one the implementation has"),
     ], []),
 )
 

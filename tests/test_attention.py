@@ -15,7 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from . import explicit
+from . import diagnose, explicit
 from .conftest import layer_window
 from .explicit import rms
 from .strategies import GQA_SHAPES, config_kwargs, gqa_id, min_width, sequence_lengths
@@ -210,9 +210,14 @@ class TestScaledDotProductAttention:
         """The weights match softmax(g q · g k / sqrt(head_dim)) with the card's QK gain g, and neither scale 1
         nor 1/head_dim."""
         A, cache = attention_matrix(wide_model, wide_idx, 0, run_traced)
-        q, k = cache["transformer.h.0.attn.q_norm"] * qk_gain, cache["transformer.h.0.attn.k_norm"] * qk_gain
+        q0, k0 = cache["transformer.h.0.attn.q_norm"], cache["transformer.h.0.attn.k_norm"]
+        q, k = q0 * qk_gain, k0 * qk_gain
         D, window = q.size(-1), layer_window(arch, wide_model.config, 0)
-        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k, window=window), **TOL)
+
+        def weights_of_gain(g):
+            return explicit.attention_weights(q0 * g, k0 * g, window=window)
+        torch.testing.assert_close(A.double(), explicit.attention_weights(q, k, window=window), **TOL,
+                                   msg=lambda m: f"{diagnose.say_qk_gain(qk_gain, weights_of_gain, A)}\n{m}")
         for wrong_scale in (1.0, 1.0 / D):
             wrong = explicit.attention_weights(q * wrong_scale * math.sqrt(D), k, window=window)
             assert (A.double() - wrong).abs().max() > 1e-2

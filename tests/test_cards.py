@@ -127,3 +127,82 @@ def test_a_bad_card_is_one_line_from_the_tracer_and_the_mutation_tool(tool, tmp_
     captured = capsys.readouterr()
     text = (captured.out + captured.err).strip()
     assert status == Exit.USAGE and len(text.splitlines()) == 1 and "softcap = True" in text, text
+
+
+# ---- what a fork declares: components replaced on purpose, parts the table lacks, switches ------------------
+
+REPLACED_MLP = """
+    extends = "seed"
+    [replaced]
+    mlp = "a gated MLP of my own (SwiGLU), tested in my_tests/"
+"""
+
+
+def test_a_component_declared_replaced_has_its_tests_left_out_and_others_run(pytester, tmp_path):
+    """[replaced] mlp: the MLP's tests are deselected (the suite has nothing of it to check) and the other
+    components' tests run as before."""
+    path = card_file(tmp_path, REPLACED_MLP)
+    pytester.makepyfile(test_x='import pytest\n\n@pytest.mark.component("mlp.relu2")\ndef test_mlp():\n'
+                               '    assert False\n\n@pytest.mark.component("rmsnorm")\ndef test_norm():\n    pass\n')
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          "-p", "no:randomly", f"--gpt-impl={SOURCE_ROOT}", f"--architecture={path}")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_the_report_shows_a_declared_component_with_its_note_and_not_as_failing(tmp_path):
+    """The summary row of a replaced component says "declared" and the card's note; it is not among the failing
+    components, and no sub-component of it is missing a test."""
+    from nanochat_verify import components as table
+    from nanochat_verify.paths import OWN_MODEL
+    from nanochat_verify.report import inputs as report_inputs
+    from nanochat_verify.report import render as report_render
+    from nanochat_verify.report.status import DECLARED, failing_components, index_tests
+    from nanochat_verify.runrecord import Outcome
+    card = load_card(str(card_file(tmp_path, REPLACED_MLP)))
+    tests = [Outcome(f"tests/test_a.py::test_{s.replace('.', '_')}", "passed", (s,), "A property.", "")
+             for s in table.SUBCOMPONENTS if not s.startswith("mlp.")]
+    inputs = report_inputs.Inputs(impl_path=OWN_MODEL, own_impl=True, tests=tests, card=card, root=SOURCE_ROOT)
+    by_sub = index_tests(inputs)
+    assert inputs.problems == [] and failing_components(inputs, by_sub) == []
+    report = report_render.render(inputs)
+    mlp_row = next(line for line in report.splitlines() if line.startswith("| ") and " MLP" in line)
+    assert f"{DECLARED}: a gated MLP of my own (SwiGLU), tested in my_tests/" in mlp_row
+
+
+def test_a_cards_extra_parameters_are_held_neutral_and_left_out_of_the_counts(tmp_path):
+    """[extra.gate] with parameter pattern gates.* and neutral 0: the fixtures zero those parameters, and the
+    parameter count of the architecture is the model's without them."""
+    import torch
+
+    from nanochat.gpt import GPT, GPTConfig
+    from nanochat_verify.scaling import measured_counts
+
+    from .conftest import n_parameters, neutralize
+    card = load_card(str(card_file(tmp_path, """
+        extends = "seed"
+        [extra.gate]
+        note = "a gate per layer of my own"
+        parameters = ["gates.*"]
+        neutral = { "gates.*" = 0.0 }
+    """)))
+    model = GPT(GPTConfig(sequence_len=8, vocab_size=32, n_layer=2, n_head=2, n_kv_head=2, n_embd=16))
+    plain = sum(p.numel() for p in model.parameters())
+    model.gates = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(3)) for _ in range(2)])
+    assert "gates.1" in card.extra_parameters() and "transformer.wte.weight" not in card.extra_parameters()
+    assert n_parameters(model, card) == plain
+    assert measured_counts(model, card)["total"] == plain and measured_counts(model)["total"] == plain + 6
+    neutralize(model, card=card)
+    assert all((g == 0).all() for g in model.gates)
+    assert ("extra: gate", "a gate per layer of my own") in card.describe()
+
+
+def test_a_switch_off_of_an_always_on_feature_is_what_the_other_components_tests_get():
+    """nanochat e7ed208 has windows always on, with window_pattern="L" to switch them off: the other components'
+    tests get that keyword, the window tests do not, and a config with it has the feature inactive."""
+    from types import SimpleNamespace
+    card = load_card("nanochat-e7ed208")
+    assert card.config_without() == {"window_pattern": "L"}
+    assert card.config_without("sliding_window") == {}
+    assert not card.active("sliding_window", SimpleNamespace(window_pattern="L"))
+    assert card.active("sliding_window", SimpleNamespace(window_pattern="SSSL"))
+    assert load_card("seed").config_without() == {}

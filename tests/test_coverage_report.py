@@ -456,7 +456,7 @@ def test_breaking_the_softcap_fails_the_lm_head_row_and_not_the_loss_row(lazy_im
     """The real LM head and loss tests, against a copy of gpt.py whose softcap the catalog broke, run
     by the generator itself: LM head ❌, loss ✅ (the other rows come from fake passing tests), the
     report written to its own path while the project's report stays untouched."""
-    for name in ("conftest.py", "explicit.py", "strategies.py", "test_lm_head.py", "test_loss.py"):
+    for name in ("conftest.py", "explicit.py", "diagnose.py", "strategies.py", "test_lm_head.py", "test_loss.py"):
         target = f"test_real_{name.removeprefix('test_')}" if name.startswith("test_") else name
         shutil.copy(ROOT / "tests" / name, project.root / "suite" / target)
     project.write_tests(fake_tests(skip=("lm_head", "loss")))

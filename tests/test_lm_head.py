@@ -6,6 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from . import diagnose
 from .conftest import cast_parameters, contract_model
 
 pytestmark = pytest.mark.component("lm_head.untied_softcap")
@@ -66,7 +67,8 @@ def test_lm_head_starts_as_the_card_says_and_unlike_the_embedding(make_model, ma
 def test_logits_are_softcap_tanh_of_raw_logits_over_softcap(traced, softcap):
     """The returned logits are softcap * tanh(raw / softcap), applied to the LM head's output."""
     raw = raw_logits(traced, traced["logits"].size(-1)).double()
-    torch.testing.assert_close(traced["logits"].double(), softcap * torch.tanh(raw / softcap), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(traced["logits"].double(), softcap * torch.tanh(raw / softcap), rtol=1e-5, atol=1e-5,
+                               msg=lambda m: f"{diagnose.say_softcap(softcap, raw, traced['logits'])}\n{m}")
     assert raw.abs().max() > 1.0  # the cap is exercised beyond its linear range
 
 

@@ -10,6 +10,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from . import diagnose
 from .conftest import contract_model
 from .explicit import rope_complex, rope_tables
 from .strategies import positions
@@ -107,7 +108,8 @@ def test_tables_match_float64_at_every_position_to_the_end(impl, arch, make_mode
     for got, want in ((model.cos, cos), (model.sin, sin)):
         error = (got.double() - want)[0, :, 0, :].abs().amax(-1)
         worst = int((error - tolerance).argmax())
-        assert (error <= tolerance).all(), f"position {worst}: off by {error[worst]:.3g} > {tolerance[worst]:.3g}"
+        assert (error <= tolerance).all(), (f"position {worst}: off by {error[worst]:.3g} > {tolerance[worst]:.3g}; "
+                                            f"{diagnose.say_rope_base(rope_base, model.cos, model.sin, head_dim)}")
     # another base would miss by far more than that somewhere
     other_cos, _ = rope_tables(range(T), head_dim, rope_base / 10)
     assert (model.cos.double() - other_cos).abs().max() > 0.1

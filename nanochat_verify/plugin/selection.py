@@ -4,7 +4,7 @@ Which tests run, and in what order.
 - Every test must carry `@pytest.mark.component(ID, ...)` with IDs of nanochat_verify/components.py; a
   missing or unknown ID stops the run before any test runs.
 - Tests of a component the card does not have (a modern component of nanochat 92d63d4 under the seed-era
-  a088b7a card) are deselected: not applicable. Tests marked `project_only` (the project model's extras)
+  a088b7a card), or declares replaced on purpose (`[replaced]`), are deselected: not applicable, or declared. Tests marked `project_only` (the project model's extras)
   and `tooling` (the kit's tools) run on this project's own model only (`project_only` also on a copy of it,
   with --with-extras). Tests marked `packaging` (they build wheels and environments) run with
   --run-packaging only. Deselected by design, they do not make a run incomplete.
@@ -42,8 +42,10 @@ def suite_id(item_or_report):
 
 def applicable(components, card):
     """Whether a test of these sub-components applies under the card: not when one of them is a
-    component the card's architecture does not have."""
-    return all(component_of(c).feature is None or card.has(component_of(c).feature) for c in components)
+    component the card's architecture does not have, or one the card declares replaced on purpose
+    (`[replaced]`: the report shows its note, and the suite has nothing of it to check)."""
+    return all((component_of(c).feature is None or card.has(component_of(c).feature))
+               and not card.replaced(component_of(c).key) for c in components)
 
 
 def item_components(item):
