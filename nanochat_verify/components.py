@@ -54,6 +54,15 @@ class ParameterGroup:
     def instances(self, card, n_layer):
         return 1 if self.layers is None else len(self.layers(card, n_layer))
 
+    def matches(self, parameter_name):
+        """Whether a model's parameter belongs to this group: the bare parameter `name`, or the weight of
+        `module` at any layer ("value_embeds.{i}" matches value_embeds.3.weight)."""
+        if self.module is None:
+            return parameter_name == self.name
+        parts, pattern = parameter_name.split("."), self.module.replace("{i}", "*").split(".")
+        return len(parts) == len(pattern) + 1 and parts[-1] == "weight" and all(
+            a == b or (b == "*" and a.isdigit()) for a, b in zip(parts, pattern))
+
 
 @dataclass(frozen=True)
 class Component:

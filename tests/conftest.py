@@ -123,18 +123,7 @@ def n_parameters(model, card):
 
 def named_group(model, group):
     """[(name, parameter)] of a model's parameter group (nanochat_verify/components.py ParameterGroup)."""
-    found = []
-    for name, p in model.named_parameters():
-        parts = name.split(".")
-        if group.module is None:
-            match = name == group.name
-        else:
-            pattern = group.module.replace("{i}", "*").split(".")
-            match = len(parts) == len(pattern) + 1 and all(a == b or (b == "*" and a.isdigit())
-                                                            for a, b in zip(parts, pattern)) and parts[-1] == "weight"
-        if match:
-            found.append((name, p))
-    return found
+    return [(name, p) for name, p in model.named_parameters() if group.matches(name)]
 
 
 def forward_problem(impl, arch):

@@ -32,6 +32,12 @@ def say_softcap(declared, raw, logits):
     return f"softcap: card {declared:g}, the implementation {what}"
 
 
+def scale_between(x, y):
+    """The least-squares s of y ~ s * x."""
+    x, y = x.double().flatten(), y.double().flatten()
+    return float((x * y).sum() / (x * x).sum().clamp_min(1e-300))
+
+
 def qk_gain(weights_of_gain, observed_weights):
     """The gain g that best explains the observed attention weights, `weights_of_gain(g)` the explicit weights."""
     grid = [0.5 + 0.005 * i for i in range(401)]  # 0.5 .. 2.5

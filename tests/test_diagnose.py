@@ -46,3 +46,10 @@ def test_the_rope_base_estimate_recovers_the_base_of_the_tables(base, head_dim):
     assert estimate == pytest.approx(base, rel=0.01)
     assert "card 10000, the implementation's tables turn as base ~" in diagnose.say_rope_base(10_000, cos, sin,
                                                                                             head_dim)
+
+
+def test_the_scale_between_two_tensors_is_the_factor_that_maps_one_to_the_other():
+    """scale_between(k, 1.2 k) is 1.2: the QK gain a flash cache really stored."""
+    k = torch.randn(2, 5, 3, 8, generator=torch.Generator().manual_seed(0))
+    assert diagnose.scale_between(k, 1.2 * k) == pytest.approx(1.2)
+    assert diagnose.scale_between(k, -k) == pytest.approx(-1.0)

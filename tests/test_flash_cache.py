@@ -1,11 +1,13 @@
 """Inference: the flash-attention-style KV cache (nanochat 92d63d4; this project's nanochat.engine.FlashKVCache).
 Keys and values live per layer in (B, T_max, H_kv, D), written in place at cache_seqlens; the position advances
-once, after the last layer. Reached through the contract's cache adapter (nanochat/contract.py)."""
+once, after the last layer. Reached through the contract's cache adapter (nanochat_verify/contract/cache.py)."""
 
 import pytest
 import torch
 
 from nanochat_verify.contract import CacheAdapter
+
+from . import diagnose
 
 pytestmark = pytest.mark.component("flash_cache.layout")
 
@@ -33,7 +35,10 @@ def test_a_forward_stores_every_layers_keys_and_values_and_advances_once(model, 
     assert cache.get_pos() == 10 and cache.cache_seqlens.tolist() == [10, 10]
     for layer in range(config.n_layer):
         k, v = cache.get_layer_cache(layer)
-        torch.testing.assert_close(k[:, :10], traced[f"transformer.h.{layer}.attn.k_norm"] * qk_gain, rtol=1e-5, atol=1e-6)
+        k_norm = traced[f"transformer.h.{layer}.attn.k_norm"]
+        torch.testing.assert_close(k[:, :10], k_norm * qk_gain, rtol=1e-5, atol=1e-6, msg=lambda m: (
+            f"the cache holds k_norm x ~{diagnose.scale_between(k_norm, k[:, :10]):.3g}; the card's QK gain is "
+            f"{qk_gain:g}\n{m}"))
         torch.testing.assert_close(v[:, :10], traced[f"transformer.h.{layer}.attn.v"], rtol=1e-5, atol=1e-6)
         assert (k[:, 10:] == 0).all() and (v[:, 10:] == 0).all()
 

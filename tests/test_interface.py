@@ -39,9 +39,12 @@ def test_forward_returns_the_logits_and_given_targets_a_scalar_loss(impl):
     assert torch.is_tensor(loss) and loss.ndim == 0, f"forward(idx, targets) returned {type(loss).__name__}"
 
 
-def test_the_model_has_the_modules_the_contract_names(impl):
-    """transformer.wte, transformer.h[i].attn.c_q/c_k/c_v/c_proj, .mlp.c_fc/c_proj, lm_head, and the cos/sin buffers."""
-    assert interface.missing_modules(impl.GPT(impl.GPTConfig(**TINY))) == []
+def test_the_model_has_the_modules_the_contract_and_the_card_name(impl, arch):
+    """transformer.wte, transformer.h[i].attn.c_q/c_k/c_v/c_proj, .mlp.c_fc/c_proj, lm_head, the cos/sin buffers, and
+    the parameters of every component the card declares always on (a fork that removed one declares it absent)."""
+    missing = interface.missing_modules(impl.GPT(impl.GPTConfig(**TINY)), arch)
+    assert missing == [], (f"the model has no {', '.join(missing)}: renamed, or removed (then say so in the card: "
+                           f"[<component>] presence = \"absent\")")
 
 
 def test_the_kv_cache_is_built_with_the_contracts_sizes(impl):

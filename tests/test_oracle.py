@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nanochat_verify.card import FEATURES
 from nanochat_verify.components import COMPONENTS
-from nanochat_verify.contract import InterfaceDiffers
+from nanochat_verify.contract import InterfaceDiffers, interface
 from nanochat_verify.contract import CacheAdapter, load_implementation, source_path
 from nanochat_verify.paths import OWN_MODEL
 from .conftest import cast_parameters, contract_model, named_group, neutralize, randomize_weights
@@ -79,6 +79,7 @@ def test_state_dict_uses_the_contract_names(impl, oracle, arch, make_config):
     config = make_config(*all_features(arch))
     model = contract_model(impl.GPT(config))
     twin = oracle.GPT(oracle_config(oracle, arch, impl, config, model))
+    interface.require_modules(model, arch)  # a missing or renamed module: tests/test_interface.py names it once
     extras = arch.extra_parameters()  # parts the card declares the table does not model
     assert sorted(k for k in model.state_dict() if k not in extras) == sorted(twin.state_dict())
 

@@ -96,7 +96,7 @@ def test_installing_and_removing_the_kit_never_touches_a_forks_installed_nanocha
                                                        "nanochat, test data that CI has)")
 def test_a_fork_adopts_the_kit_from_its_own_root(kit_wheel, tmp_path):
     """A copy of nanochat 92d63d4 with a pyproject of its own naming its card, the kit installed from its wheel:
-    from the fork's root `pytest --pyargs nanochat_verify` collects the kit's suite through the plugin's entry
+    from the fork's root `pytest --pyargs nanochat_verify.suite` collects the kit's suite through the plugin's entry
     point and verifies the fork's own ./nanochat under that card (here the LM head's tests, to stay quick), and
     the report command writes the fork's COVERAGE.md into the fork, with paths relative to it."""
     python = new_environment(tmp_path / "env")

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanochat_verify.card import FEATURES
+from nanochat_verify.contract import interface
 from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
 from .conftest import contract_model, n_parameters
 from .strategies import config_kwargs
@@ -42,12 +43,20 @@ def modern_extras(card, config):
     return extra
 
 
+def built(impl, arch, config):
+    """The model of `config` on the meta device; one that lacks a module of the card's components cannot be counted
+    against the card's closed form (tests/test_interface.py names what it lacks)."""
+    model = build_on_meta(impl, config)
+    interface.require_modules(model, arch)
+    return model
+
+
 @pytest.fixture
 def target(impl, arch):
     """The card's target model (nanochat's depth rule at the card's depth), built on the meta device."""
     kw = config_kwargs_for_depth(arch.target_depth)
     config = impl.GPTConfig(**kw)
-    return config, build_on_meta(impl, config)
+    return config, built(impl, arch, config)
 
 
 def test_depth_rule_gives_the_target_config(arch):
@@ -110,7 +119,7 @@ def test_embeddings_are_30_percent_of_the_seed_target(target, arch):
 def test_depth_4_model_matches_the_closed_form(impl, arch):
     """The depth-4 model (n_embd 256, 2 heads, vocab 2**16) matches the closed form too."""
     config = impl.GPTConfig(**config_kwargs_for_depth(4))
-    n = n_parameters(build_on_meta(impl, config), arch)
+    n = n_parameters(built(impl, arch, config), arch)
     assert n == spec_closed_form(config.vocab_size, config.n_embd, 4) + modern_extras(arch, config)
 
 
@@ -128,7 +137,7 @@ def test_closed_form_matches_the_model_for_any_config(impl, arch, data):
     """For any valid config, GQA and the card's optional modern components included, every count of the closed
     form equals the built model's."""
     config = draw_config(impl, arch, data, max_layers=4, max_vocab=5000)
-    assert measured_counts(build_on_meta(impl, config), arch) == closed_form_counts(config, arch)
+    assert measured_counts(built(impl, arch, config), arch) == closed_form_counts(config, arch)
 
 
 @given(data=st.data())
@@ -136,15 +145,15 @@ def test_spec_closed_form_holds_without_gqa(impl, arch, data):
     """With n_kv_head == n_head the count is exactly 2*V*d + 12*L*d², plus what the card's modern components add."""
     config = draw_config(impl, arch, data, max_layers=3, gqa=False)
     kwargs = vars(config)
-    n = n_parameters(build_on_meta(impl, config), arch)
+    n = n_parameters(built(impl, arch, config), arch)
     assert n == spec_closed_form(kwargs["vocab_size"], kwargs["n_embd"], kwargs["n_layer"]) + modern_extras(arch, config)
 
 
 def test_gqa_saves_exactly_the_kv_projection_parameters(impl, arch):
     """Going from 10 to 2 kv heads at depth 20 removes 2 * L * d * (10-2) * head_dim parameters from c_k and c_v."""
     kw = config_kwargs_for_depth(20)
-    mha_model = build_on_meta(impl, impl.GPTConfig(**kw))
-    gqa_model = build_on_meta(impl, impl.GPTConfig(**{**kw, "n_kv_head": 2}))
+    mha_model = built(impl, arch, impl.GPTConfig(**kw))
+    gqa_model = built(impl, arch, impl.GPTConfig(**{**kw, "n_kv_head": 2}))
 
     def kv_projections(model):
         return sum(b.attn.c_k.weight.numel() + b.attn.c_v.weight.numel() for b in model.transformer.h)

@@ -97,8 +97,9 @@ def cache_difference(cache_class):
     return None
 
 
-def missing_modules(model):
-    """The module names of the contract the model lacks ("transformer.h.0.attn.c_q"), in order."""
+def missing_modules(model, card=None):
+    """The module names of the contract the model lacks ("transformer.h.0.attn.c_q"), in order; with a card, also
+    the parameter groups of the components it declares always on ("resid_lambdas", "value_embeds.{i}")."""
     def get(obj, path):
         for part in path.split("."):
             obj = getattr(obj, part, None)
@@ -112,7 +113,21 @@ def missing_modules(model):
     for buffer in ("cos", "sin"):
         if not hasattr(model, buffer):
             missing.append(buffer)
+    if card is not None:
+        from nanochat_verify.components import ALL
+        names = [name for name, _ in model.named_parameters()]
+        for component in ALL:
+            if component.feature and card.always(component.feature) and card.active(component.feature, getattr(model, "config", None)):
+                missing += [g.module or g.name for g in component.parameters if not any(map(g.matches, names))]
     return missing
+
+
+def require_modules(model, card=None):
+    """InterfaceDiffers naming what the model lacks of the contract's modules and the card's always-on components
+    (tests/test_interface.py fails once for it); nothing when it has them all."""
+    missing = missing_modules(model, card)
+    if missing:
+        raise InterfaceDiffers(f"the model has no {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}")
 
 
 def returned_logits(output, expected_shape):

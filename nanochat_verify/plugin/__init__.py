@@ -19,10 +19,10 @@ project's pyproject.toml also names it with `-p`, to load it before pytest-cov s
 
 pytest_plugins = [
     "nanochat_verify.plugin.options",
+    "nanochat_verify.plugin.locations",  # before findings and record, which import it: pytest rewrites it first
     "nanochat_verify.plugin.selection",
     "nanochat_verify.plugin.findings",
     "nanochat_verify.plugin.record",
-    "nanochat_verify.plugin.locations",
     "nanochat_verify.plugin.limits",
     "nanochat_verify.plugin.observability",
     "nanochat_verify.plugin.foreign_warnings",

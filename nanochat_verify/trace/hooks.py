@@ -169,7 +169,15 @@ class _Tracer:
 
     # ---- recording, safely ----------------------------------------------------------------------
 
-    def record(self, name, tensor, heads=None):
+    def record(self, name, tensor, heads=None, tokens_first=False):
+        """Store `tensor` under `name`; `tokens_first`: a tensor of the residual stream or a projection, laid out
+        (B, T, ...) like the tokens of the forward (a model that flattens to (B*T, C) is left out, with why)."""
+        idx_shape = self.state["idx_shape"]
+        if tokens_first and idx_shape is not None and tuple(tensor.shape[:len(idx_shape)]) != idx_shape:
+            self.cache._tensors.pop(name, None)
+            self.cache.unobservable[name] = (f"its tensor {tuple(tensor.shape)} is not laid out (B, T, ...) as the "
+                                             f"tokens {idx_shape} are")
+            return
         try:
             if heads is not None:  # a projection: shown as heads, (B, T, heads, head_dim)
                 tensor = tensor.view(*tensor.shape[:-1], heads, self.head_dim)
@@ -178,8 +186,9 @@ class _Tracer:
             self.cache.unobservable[name] = (f"its output {tuple(tensor.shape)} is not laid out as {heads} heads of "
                                              f"head_dim {self.head_dim}: {type(e).__name__}")
 
-    def hook(self, path, name, kind="output", heads=None, grad=False):
-        """Record the output (or the first input) of the module at `path` under `name`."""
+    def hook(self, path, name, kind="output", heads=None, grad=False, tokens_first=True):
+        """Record the output (or the first input) of the module at `path` under `name` (and its gradient, `grad`);
+        `tokens_first`: it is laid out (B, T, ...), as every tensor of the residual stream and each projection."""
         module = _submodule(self.model, path) if path else self.model
         if module is None:
             self.cache.unobservable[name] = f"the model has no module {path}"
@@ -187,7 +196,7 @@ class _Tracer:
         if kind == "input":
             def pre(module, args):
                 if args and torch.is_tensor(args[0]):
-                    self.record(name, args[0])
+                    self.record(name, args[0], tokens_first=tokens_first)
             self.handles.append(module.register_forward_pre_hook(pre))
             return
 
@@ -195,9 +204,9 @@ class _Tracer:
             if not torch.is_tensor(output):
                 self.cache.unobservable[name] = f"{path} returned {type(output).__name__}, not a tensor"
                 return
-            self.record(name, output, heads)
+            self.record(name, output, heads, tokens_first)
             if grad and output.requires_grad:
-                output.register_hook(lambda g: self.record(f"{name}.grad", g))
+                output.register_hook(lambda g: self.record(f"{name}.grad", g, tokens_first=tokens_first))
         self.handles.append(module.register_forward_hook(post))
 
     # ---- the model, its blocks, the modern components -------------------------------------------
@@ -248,7 +257,7 @@ class _Tracer:
                 else [group.module]
             for path in paths:
                 if isinstance(_submodule(self.model, path), torch.nn.Module):
-                    self.hook(path, f"{path}.output")
+                    self.hook(path, f"{path}.output", tokens_first=False)  # the smear gate reads positions 1..T-1
 
     # ---- inside the attention: which call saw q, which k ----------------------------------------
 
