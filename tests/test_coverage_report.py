@@ -362,8 +362,9 @@ def apply_rotary_emb(x, cos, sin): return x
 
 
 def test_coverage_data_is_the_projects_and_its_hash_is_recorded(project, tmp_path):
-    """`cd elsewhere && pytest <project>/tests --cov`: pytest-cov writes the project's .coverage (not
-    one in the current folder), before the session finishes, and the outcomes carry that file's hash.
+    """`cd elsewhere && pytest <project>/tests --cov`: pytest-cov writes the run's own coverage data in the
+    project (its folder .nanochat-verify/runs/<run id>/, not the current folder), before the session finishes,
+    and the outcomes carry that file's hash.
     A real subprocess (pytest-cov starts before any conftest), with a stub implementation that needs
     no torch and without the plugins this check does not need."""
     (project.root / "suite" / "measured.py").write_text("X = 1\n")
@@ -377,10 +378,11 @@ def test_coverage_data_is_the_projects_and_its_hash_is_recorded(project, tmp_pat
                            "--cov=suite.measured", "--cov-report=", "-p", "no:hypothesispytest", "-p", "no:xdist"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads(project.outcomes.read_text())["line_coverage"]
-    assert record["data_file"] == ".coverage" and not record["appended"]
-    assert record["sha256"] == file_sha256(project.root / ".coverage")
-    assert list(elsewhere.iterdir()) == []
+    outcomes = json.loads(project.outcomes.read_text())
+    record = outcomes["line_coverage"]
+    assert record["data_file"] == f".nanochat-verify/runs/{outcomes['run_id']}/.coverage" and not record["appended"]
+    assert record["sha256"] == file_sha256(project.root / record["data_file"])
+    assert list(elsewhere.iterdir()) == [] and not (project.root / ".coverage").exists()
 
 
 def test_relative_coverage_data_is_read_from_the_project_root_wherever_one_stands(tmp_path, monkeypatch):
@@ -495,8 +497,8 @@ def test_hypothesis_keeps_its_files_in_the_project():
 
 
 def test_a_run_from_another_folder_writes_only_into_the_project(project, tmp_path, monkeypatch):
-    """`cd elsewhere && pytest <project>/tests`: the outcomes and .hypothesis/ are the project's, and
-    pytest-cov is told to use the project's .coverage; nothing is written where the command was typed."""
+    """`cd elsewhere && pytest <project>/tests`: the outcomes and .hypothesis/ are the project's; nothing is
+    written where the command was typed, and the run gives the environment back as it found it."""
     from hypothesis.configuration import storage_directory
     outer_home = storage_directory(intent_to_write=False).home_directory
     project.write_tests(fake_tests(extra=HYPOTHESIS_HOME))
@@ -508,7 +510,7 @@ def test_a_run_from_another_folder_writes_only_into_the_project(project, tmp_pat
     result = project.pytest(str(project.root / "suite"))
     assert result.ret == 0 and result.parseoutcomes()["passed"] >= 2
     assert json.loads(project.outcomes.read_text())["complete"]
-    assert os.environ["COVERAGE_FILE"] == str(project.root / ".coverage")
+    assert "COVERAGE_FILE" not in os.environ
     assert list(elsewhere.iterdir()) == []
     assert storage_directory(intent_to_write=False).home_directory == outer_home  # given back
 

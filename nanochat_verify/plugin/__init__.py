@@ -9,6 +9,7 @@ project's pyproject.toml also names it with `-p`, to load it before pytest-cov s
                  --prioritize-component
 - findings.py    --expect-failures: the known findings of a real implementation, as strict xfails
 - record.py      --outcomes: every test's outcome and whether the run was complete, for the report
+- runs.py        each recording run's own folder: its record and its line coverage, never another run's
 - locations.py   .coverage and .hypothesis/ in the project, from whatever folder pytest starts
 - limits.py      a per-test time limit where the project sets none
 """
@@ -18,6 +19,7 @@ pytest_plugins = [
     "nanochat_verify.plugin.selection",
     "nanochat_verify.plugin.findings",
     "nanochat_verify.plugin.record",
+    "nanochat_verify.plugin.runs",
     "nanochat_verify.plugin.locations",
     "nanochat_verify.plugin.limits",
 ]

@@ -24,11 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nanochat_verify import options
+from nanochat_verify import options, records
 from nanochat_verify.commandline import OneLineParser, positive_float, project_root, resolve_implementation, unwritable
 from nanochat_verify.exits import Exit
 from nanochat_verify.findings import FindingsError, read_findings, verdict
-from nanochat_verify.paths import checkout_model, state_dir
+from nanochat_verify.paths import checkout_model
 from nanochat_verify.report.inputs import Project, Refused, load_inputs
 from nanochat_verify.report.render import FIX_COMMAND, render, splice, stale_mutants
 from nanochat_verify.report.run import pytest_subprocess, run_mutation, run_suite
@@ -108,9 +108,8 @@ def gather(args, project, workdir, run_pytest, suite=None):
     own = args.impl_file == checkout_model(project.root)
     impl_option = "" if own else f" --gpt-impl {args.gpt_impl}"
     if args.from_last_run:
-        last = state_dir(project.root)
-        outcomes = last / "outcomes.json"
-        mutation = None if args.skip_mutation else (args.mutation or last / "mutation.json")
+        outcomes = records.last_run_file(project.root)
+        mutation = None if args.skip_mutation else (args.mutation or records.find(project.root, "mutation.json"))
         regenerate = (f"run the whole suite with `pytest{impl_option}` (no -k, -m, --deselect, -x or paths), "
                       f"then this command again, or run `{FIX_COMMAND}{impl_option}`")
         data_file = None
