@@ -8,6 +8,7 @@ honesty check, the real LM head and loss tests against a copy of nanochat/gpt.py
 None of them runs the real suite.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -555,6 +557,74 @@ def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
     with pytest.raises(report_inputs.Refused, match=r"the test run took longer than 0.5 s .* --timeout SECONDS"):
         report_run.run_with_limit([sys.executable, "-c", "import time; time.sleep(60)"], cwd=ROOT,
                                 env=dict(os.environ), timeout=0.5, what="the test run")
+
+
+# The run the generator starts under SIGTERM: a child that starts a grandchild (as pytest starts xdist workers),
+# says who they are, and never finishes
+NEVER_FINISHES = """
+import os, subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.getpid()} {grandchild.pid}")
+time.sleep(120)
+"""
+
+REPORT_UNDER_SIGTERM = """
+import os, sys
+from nanochat_verify.report import cli, run
+pids, impl, output, root = sys.argv[1:]
+
+def run_pytest(args, *, cwd, env, timeout):
+    return run.run_with_limit([sys.executable, "-c", {child!r}, pids], cwd=cwd, env=dict(os.environ),
+                              timeout=timeout, what="the test run")
+
+sys.exit(cli.main(["--gpt-impl", impl, "--output", output, "--skip-mutation", "--no-line-coverage"], root=root,
+                  run_pytest=run_pytest))
+"""
+
+
+def alive(pid):
+    """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_sigterm_stops_the_runs_the_generator_started_and_removes_its_temporary_folder(layout, tmp_path):
+    """SIGTERM to `python -m nanochat_verify.report` while its test run is going: the run and the processes it
+    started are stopped, the temporary folder is removed, one line says so, exit status 130 (it used to
+    die at once, leaving them running under init and the folder behind)."""
+    import signal
+    stub, pids, temp, log = tmp_path / "stub_impl.py", tmp_path / "pids", tmp_path / "tmp", tmp_path / "stderr"
+    stub.write_text(STUB_IMPL)
+    temp.mkdir()
+    script = REPORT_UNDER_SIGTERM.format(child=NEVER_FINISHES)
+    children = []
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(pids), str(stub), str(tmp_path / "R.md"),
+                                 str(layout.root)], env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)
+        children = [int(pid) for pid in pids.read_text().split()]
+        assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-report-")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.returncode == Exit.INTERRUPTED, log.read_text()
+        assert log.read_text().strip().splitlines()[-1] == "report: terminated; nothing was written"
+        assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
+    finally:
+        proc.kill()
+        for pid in children:  # what a failing run left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from nanochat_verify import options
-from nanochat_verify.commandline import (OneLineParser, positive_float, positive_int, project_root,
-                                         resolve_implementation, unwritable)
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, positive_int, project_root,
+                                         resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.components import expand
 from nanochat_verify.exits import Exit
 from nanochat_verify.mutation.catalog import MUTANTS
@@ -172,6 +172,16 @@ def main(argv=None):
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     # wide enough, when piped to a log, for a killing test's node id on one line
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    try:
+        # SIGTERM takes the way of Ctrl-C: the runs are stopped, the mutated copies removed
+        with terminate_like_interrupt():
+            return _main(args, extra, console)
+    except KeyboardInterrupt as e:
+        console.print(f"[bold red]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]")
+        return Exit.INTERRUPTED
+
+
+def _main(args, extra, console):
     control_failure = None
     try:
         catalog = load_catalog(args.catalog) if args.catalog else MUTANTS
@@ -220,8 +230,8 @@ def main(argv=None):
         kind = {Exit.USAGE: "error", Exit.CATALOG: "catalog bug"}.get(e.exit_status, "harness failure")
         console.print(f"[bold red]{kind}:[/] {escape(str(e))}")
         return e.exit_status
-    except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
+    except KeyboardInterrupt as e:
+        console.print(f"[bold red]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]")
         return Exit.INTERRUPTED
 
     if control_failure is None:

@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from nanochat_verify import options, records
-from nanochat_verify.commandline import OneLineParser, positive_float, project_root, resolve_implementation, unwritable
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, project_root, resolve_implementation,
+                                         terminate_like_interrupt, unwritable)
 from nanochat_verify.exits import Exit
 from nanochat_verify.findings import FindingsError, read_findings, verdict
 from nanochat_verify.paths import checkout_model
@@ -133,7 +134,8 @@ def main(argv=None, *, root=None, run_pytest=pytest_subprocess, suite=None):
     project = Project(Path(root) if root is not None else project_root())
     args = parse_args(sys.argv[1:] if argv is None else argv, project)
     try:
-        with tempfile.TemporaryDirectory(prefix="nanochat-verify-report-") as tmp:
+        # SIGTERM takes the way of Ctrl-C: the runs it started are stopped, the temporary folder removed
+        with terminate_like_interrupt(), tempfile.TemporaryDirectory(prefix="nanochat-verify-report-") as tmp:
             inputs = gather(args, project, Path(tmp), run_pytest, suite)
         block = render(inputs)
         existing = args.output.read_text() if args.output.exists() else None
@@ -143,8 +145,9 @@ def main(argv=None, *, root=None, run_pytest=pytest_subprocess, suite=None):
     except Refused as e:
         print(f"report: {e}", file=sys.stderr)
         return e.exit_status
-    except KeyboardInterrupt:
-        print("report: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"report: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; nothing was written",
+              file=sys.stderr)
         return Exit.INTERRUPTED
     try:
         args.output.write_text(text)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from nanochat_verify.commandline import terminate_like_interrupt
 from nanochat_verify.paths import SUITE_DIR, is_own_model
 from nanochat_verify.report.inputs import Refused
 
@@ -18,21 +19,38 @@ from nanochat_verify.report.inputs import Refused
 COVERAGE_RC = "[run]\nbranch = False\nrelative_files = False\ndisable_warnings = module-not-measured\n"
 
 
+GRACE = 10.0  # seconds a stopped run gets to clean up (the mutation run removes its copies) before SIGKILL
+
+
 def run_with_limit(cmd, *, cwd, env, timeout, what):
     """Run `cmd` (its output to our stderr) within `timeout` seconds; Refused when it overruns. The
-    child gets its own process group, so that the xdist workers it starts are stopped with it."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Refused(f"{what} took longer than {timeout:g} s and was stopped; fix the hang, or allow more "
-                      f"time with --timeout SECONDS") from None
-    finally:
-        if proc.poll() is None:  # overrun or Ctrl-C: leave no test processes behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    child gets its own process group, so that the xdist workers it starts are stopped with it: on an
+    overrun, Ctrl-C or SIGTERM, the group gets SIGTERM, then SIGKILL what is left after GRACE seconds."""
+    with terminate_like_interrupt():
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Refused(f"{what} took longer than {timeout:g} s and was stopped; fix the hang, or allow more "
+                          f"time with --timeout SECONDS") from None
+        finally:
+            stop_group(proc)
+
+
+def stop_group(proc):
+    """Leave no process of `proc`'s group behind: SIGTERM first (a tool it started can remove its temporary
+    folders), SIGKILL for whatever is still there."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader: xdist workers, a fork's children
+    proc.wait()
 
 
 def pytest_subprocess(args, *, cwd, env, timeout):

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from nanochat_verify import options
 from nanochat_verify.card import FEATURES, CardError, project_card
-from nanochat_verify.commandline import (OneLineParser, positive_int, positive_number, project_root,
-                                         resolve_implementation, unwritable)
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_int, positive_number, project_root,
+                                         resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.contract import ContractError, load_implementation
 from nanochat_verify.exits import Exit
 from nanochat_verify.scaling import NANOCHAT_VOCAB_SIZE, config_kwargs_for_depth
@@ -211,10 +211,12 @@ def main(argv=None):
     settings, impl, args = parse_settings(argv)
     console = make_console(args.no_color)
     try:
-        return _run(settings, impl, args, console)
-    except KeyboardInterrupt:
-        print("nanochat_verify.trace: interrupted", file=sys.stderr)
-        return 130
+        with terminate_like_interrupt():  # SIGTERM: the same one line and exit status as Ctrl-C
+            return _run(settings, impl, args, console)
+    except KeyboardInterrupt as e:
+        print(f"nanochat_verify.trace: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return Exit.INTERRUPTED
     except TraceError as e:
         print(f"nanochat_verify.trace: error: {e}", file=sys.stderr)
         return 1
