@@ -559,6 +559,31 @@ def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
                                 env=dict(os.environ), timeout=0.5, what="the test run")
 
 
+def test_an_implementation_whose_import_never_returns_is_refused_within_the_reports_timeout(layout, tmp_path,
+                                                                                            capsys):
+    """`report --timeout 0.5` on a gpt.py whose import hangs: one line at the limit, naming --timeout (the shorter
+    of it and --import-timeout), before any run starts; it used to hang silently."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text("import time\ntime.sleep(60)\n")
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the suite ran")
+    argv = ["--gpt-impl", str(hangs), "--output", str(tmp_path / "R.md"), "--timeout", "0.5"]
+    status, out, err = run_main(argv, capsys, root=layout.root, run_pytest=no_run)
+    assert status == Exit.USAGE and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "importing it did not finish within 0.5 s" in err and "--timeout SECONDS" in err
+
+
+def test_the_import_time_limit_goes_to_the_runs_the_generator_starts(layout, tmp_path):
+    """--import-timeout (or the project's setting) reaches the pytest run and the mutation run it starts."""
+    import argparse
+    args = argparse.Namespace(gpt_impl="x", architecture=None, expect_failures=None, import_timeout=7.5,
+                              no_line_coverage=True, pytest_args=[], impl_file=OWN)
+    command = report_run.suite_arguments(args, report_inputs.Project(layout.root), tmp_path / "o.json",
+                                         tmp_path / "rc", suite=[])
+    assert "--import-timeout=7.5" in command
+
+
 # The run the generator starts under SIGTERM: a child that starts a grandchild (as pytest starts xdist workers),
 # says who they are, and never finishes
 NEVER_FINISHES = """

@@ -413,6 +413,21 @@ def test_the_control_run_honours_the_timeout(stub, tmp_path):
     assert time.monotonic() - started < 20
 
 
+def test_a_control_whose_import_never_returns_fails_at_the_import_time_limit(stub, tmp_path):
+    """--import-timeout reaches every run: a copy whose import hangs makes the control fail at that limit, with
+    the reason in one line of its log, long before the control's own time limit."""
+    impl, suite = stub
+    hangs = tmp_path / "hanging_gpt.py"
+    hangs.write_text("import time\ntime.sleep(60)\n" + STUB_IMPL)
+    args, extra = cli.parse_args(["--gpt-impl", str(hangs), "--import-timeout", "0.5"])
+    assert extra == ["--import-timeout=0.5"]
+    started = time.monotonic()
+    with pytest.raises(mutation.ControlFailed, match="importing it did not finish within 0.5 s") as failed:
+        run_catalog((M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")),), str(hangs),
+                    jobs=1, suite=suite, root=Path(suite[0]), use_fork=False, extra=extra)
+    assert "usage error" in failed.value.reason and time.monotonic() - started < 30
+
+
 def alive(pid):
     """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
     try:

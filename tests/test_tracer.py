@@ -303,6 +303,18 @@ def test_bad_options_exit_2_with_one_line_before_any_work(argv, option, tmp_path
 
 @pytest.mark.tooling
 @pytest.mark.component("tooling.tracer")
+def test_an_implementation_whose_import_never_returns_is_one_line_at_the_import_time_limit(tmp_path, capsys):
+    """`--gpt-impl` naming a module whose import hangs: exit 2 with one line naming --import-timeout and its
+    limit, instead of a tracer that hangs silently."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text("import time\ntime.sleep(60)\n")
+    status, out, err = run_cli(["--gpt-impl", str(hangs), "--import-timeout", "0.3"], capsys)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "importing it did not finish within 0.3 s" in err and "--import-timeout SECONDS" in err
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
 def test_plot_without_matplotlib_names_the_install_command(tmp_path, capsys, monkeypatch):
     """--plot without matplotlib exits 2 with one line that says how to install it."""
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail

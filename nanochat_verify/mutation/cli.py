@@ -115,7 +115,8 @@ def parse_args(argv):
     parser = OneLineParser(prog="python -m nanochat_verify.mutation",
                            description="Run the mutant catalog against the test suite. Arguments after -- are "
                                        "passed to pytest (run in the project root).")
-    options.add_to_argparse(parser, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_argparse(parser, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES,
+                            options.IMPORT_TIMEOUT)
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--diff", metavar="NAME", help="print one mutant as a diff of the target and exit")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]", help="run only these mutants")
@@ -145,6 +146,8 @@ def parse_args(argv):
             parser.error(f"--workdir {args.workdir}: not a directory")
         if not workdir.exists() and not (workdir.parent if str(workdir.parent) else Path(".")).is_dir():
             parser.error(f"--workdir {args.workdir}: the folder {str(workdir.parent)!r} does not exist")
+    if args.import_timeout is not None:  # for every run; without it, the runs read the project's setting
+        extra = [f"--import-timeout={args.import_timeout:g}"] + list(extra)
     if args.expect_failures is not None:
         try:
             read_findings(args.expect_failures)

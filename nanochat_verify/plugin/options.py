@@ -6,14 +6,19 @@ The implementation under test and the architecture it is verified against.
   nanochat/gpt.py (this project's model, or a fork's when the kit runs from the fork's root).
 - `--architecture NAME_OR_PATH`: the card; default: [tool.nanochat-verify] architecture, else the default card.
   [tool.nanochat-verify.card] overrides apply either way.
+- `--import-timeout SECONDS`: how long importing the implementation may take (default: [tool.nanochat-verify]
+  import-timeout, else 60): an import that never returns stops the run with one line, before any test.
 
 Tests reach them through the session fixtures `impl` and `arch`. The markers the suite uses are registered
 here, so that the suite runs under any project's pytest configuration.
 """
 
+import argparse
+
 import pytest
 
 from nanochat_verify import options
+from nanochat_verify.commandline import positive_float
 from nanochat_verify.card import CardError, project_card
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.paths import is_own_model
@@ -37,7 +42,8 @@ MARKERS = (
 
 def pytest_addoption(parser):
     group = parser.getgroup("nanochat-verify", "nanochat verification suite")
-    options.add_to_pytest(group, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_pytest(group, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES,
+                          options.IMPORT_TIMEOUT)
     group.addoption("--with-extras", action="store_true",
                     help="the implementation is a copy of this project's nanochat/gpt.py: also run the project_only tests")
     group.addoption("--prioritize-component", default=None, metavar="KEY",
@@ -65,11 +71,22 @@ def pytest_configure(config):
     try:
         settings = read_settings(config.rootpath)
         spec = implementation_spec(config, settings)
-        config.stash[IMPL_KEY] = load_implementation(spec)
+        config.stash[IMPL_KEY] = load_implementation(spec, import_limit(config, settings))
         config.stash[ARCH_KEY] = project_card(settings, config.getoption("architecture"))
     except (ContractError, CardError, SettingsError) as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[SETTINGS_KEY], config.stash[SPEC_KEY] = settings, spec
+
+
+def import_limit(config, settings):
+    """--import-timeout, checked, else the project's setting, else the default."""
+    text = config.getoption("import_timeout")
+    if text is None:
+        return options.import_timeout(None, settings)
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError as e:
+        raise pytest.UsageError(f"--import-timeout: {e}") from None
 
 
 def is_own_implementation(config):

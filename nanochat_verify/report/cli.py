@@ -50,7 +50,7 @@ def parse_args(argv, project):
     p.add_argument("--mutation", type=Path, help="use this mutation JSON (python -m nanochat_verify.mutation --json) instead of running it")
     p.add_argument("--skip-mutation", action="store_true", help="leave the mutation catalog out of the report")
     p.add_argument("--no-line-coverage", action="store_true", help="leave line coverage out (and run the suite without pytest-cov)")
-    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES, options.IMPORT_TIMEOUT)
     p.add_argument("--output", type=Path, help="file to write or check (default: COVERAGE.md of the project, for the "
                                                "project's own nanochat; required for another implementation)")
     p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -66,7 +66,9 @@ def parse_args(argv, project):
     if args.coverage_data and not args.outcomes:
         p.error("--coverage-data goes with --outcomes")
     resolve_implementation(p, args, project.root)
-    args.impl_file = implementation_file(p, args.gpt_impl)
+    args.import_timeout = options.import_timeout(args.import_timeout, args.settings)
+    # within the report's own --timeout too: `--timeout 10` never waits a minute for an import
+    args.impl_file = implementation_file(p, args.gpt_impl, args.import_timeout, args.timeout)
     args.card = None
     if args.architecture is not None:
         from nanochat_verify.card import CardError, project_card
@@ -93,11 +95,13 @@ def parse_args(argv, project):
     return args
 
 
-def implementation_file(parser, spec):
-    """The source file of the implementation (importing it checks the contract before any long run)."""
+def implementation_file(parser, spec, import_timeout, timeout):
+    """The source file of the implementation (importing it checks the contract before any long run), imported
+    within the shorter of the two limits."""
     from nanochat_verify.contract import ContractError, load_implementation, source_path
+    limit, option = (import_timeout, "--import-timeout") if import_timeout <= timeout else (timeout, "--timeout")
     try:
-        return source_path(load_implementation(spec))
+        return source_path(load_implementation(spec, limit, option))
     except ContractError as e:
         parser.error(str(e))
     except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error

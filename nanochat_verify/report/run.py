@@ -65,8 +65,8 @@ def suite_arguments(args, project, outcomes, coverage_rc, suite=None):
     suite = [str(SUITE_DIR)] if suite is None else list(suite)
     out = [*suite, f"--rootdir={project.root}", "-p", "nanochat_verify.plugin", "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider", f"--gpt-impl={args.gpt_impl}", f"--outcomes={outcomes}"]
-    out += [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in ("architecture", "expect_failures")
-            if getattr(args, name)]
+    out += [f"--{name.replace('_', '-')}={getattr(args, name)}"
+            for name in ("architecture", "expect_failures", "import_timeout") if getattr(args, name)]
     if args.no_line_coverage:
         out.append("--no-cov")
     else:
@@ -94,8 +94,8 @@ def run_mutation(args, project, workdir):
     out = workdir / "mutation.json"
     # the catalog limits each of its own runs; this limits the whole of it
     cmd = [sys.executable, "-m", "nanochat_verify.mutation", f"--gpt-impl={args.gpt_impl}", f"--json={out}"]
-    cmd += [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in ("architecture", "expect_failures")
-            if getattr(args, name)]
+    cmd += [f"--{name.replace('_', '-')}={getattr(args, name)}"
+            for name in ("architecture", "expect_failures", "import_timeout") if getattr(args, name)]
     run_with_limit(cmd, cwd=project.root, env=dict(os.environ), timeout=args.timeout, what="the mutation run")
     if not out.exists():
         raise Refused(f"the mutation run wrote no results (see its output above); run `{' '.join(cmd[2:])}` to see why")

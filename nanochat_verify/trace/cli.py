@@ -91,7 +91,7 @@ def build_parser():
     p.add_argument("--lr", type=positive_number, default=None,
                    help=f"AdamW learning rate (default {LR_AT_256:g} * 256 / n_embd: {LR_AT_256:g} at depth 4)")
     p.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (default 0)")
-    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE)
+    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.IMPORT_TIMEOUT)
     p.add_argument("--features", default=None, metavar="LIST",
                    help="modern components to switch on where the card has them as options: a comma-separated "
                         f"list of {', '.join(FEATURES)}, or 'all' (default: none)")
@@ -112,7 +112,7 @@ def parse_settings(argv=None):
     args = parser.parse_args(argv)
     resolve_implementation(parser, args, project_root())
     try:
-        impl = load_implementation(args.gpt_impl)
+        impl = load_implementation(args.gpt_impl, options.import_timeout(args.import_timeout, args.settings))
     except ContractError as e:
         parser.error(str(e))
     except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error
