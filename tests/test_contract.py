@@ -251,6 +251,60 @@ def test_a_projects_import_timeout_setting_limits_loading(suite, pytester, tmp_p
     assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
 
 
+FINDINGS_TESTS = """
+import pytest
+from pathlib import Path
+
+
+@pytest.mark.component("rope")
+def test_fails():
+    assert False
+
+
+@pytest.mark.component("rope")
+def test_runs():
+    Path("ran").touch()  # a test that ran leaves this behind
+"""
+
+
+@pytest.mark.parametrize("findings, message", [
+    (b"tests/test_sample.py::test_fails  # the real bug\ntests/test_sample.py::test_fials  # a typo\n",
+     "1 id(s) name no test of the suite, e.g. 'tests/test_sample.py::test_fials'"),
+    (b"tests/test_sample.py::test_fails\ntests/test_smaple.py::test_fails\n",
+     "1 id(s) name no test of the suite, e.g. 'tests/test_smaple.py::test_fails'"),
+    (bytes(range(256)) * 4, "findings.bin: not a text file (expected one test id per line)"),
+    (b"test_sample.py::test_fails\n", "findings.bin, line 1: 'test_sample.py::test_fails' is not a test id"),
+], ids=["a-test-the-file-lacks", "a-file-that-does-not-exist", "a-binary-file", "not-a-suite-id"])
+def test_an_expected_findings_file_naming_no_test_stops_the_run_before_any_test(pytester, findings, message):
+    """--expect-failures with an id that names no test (a typo in the test or in the file name), a binary file or a
+    line that is not an id: one usage-error line naming the file and the id, at collection, before any test runs
+    (a typo used to be reported only after the whole run, or never)."""
+    pytester.makeini(INI)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_sample.py").write_text(FINDINGS_TESTS)
+    (pytester.path / "findings.bin").write_bytes(findings)
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          "-p", "no:randomly", f"--gpt-impl={SOURCE_ROOT}",
+                                          "--expect-failures=findings.bin", "tests")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() and "Traceback" not in result.stderr.str()
+    assert not (pytester.path / "ran").exists()
+
+
+def test_expected_findings_that_fail_as_recorded_pass_the_run(pytester):
+    """The same suite with a correct findings file: the listed test fails as recorded (xfailed), the run passes."""
+    pytester.makeini(INI)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_sample.py").write_text(FINDINGS_TESTS)
+    (pytester.path / "findings.txt").write_text("tests/test_sample.py::test_fails  # the real bug\n")
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          "-p", "no:randomly", f"--gpt-impl={SOURCE_ROOT}",
+                                          "--expect-failures=findings.txt", "tests")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*1 expected finding(s) failed as recorded, 0 unexpected failure(s)*"])
+
+
 def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_path):
     """--outcomes writes every test's outcome, its sub-components (a component ID expanded) and docstring."""
     out = tmp_path / "outcomes.json"

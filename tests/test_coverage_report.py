@@ -318,6 +318,17 @@ def test_a_run_that_did_not_finish_is_refused(layout, capsys):
     assert status == Exit.USAGE and "did not finish" in err
 
 
+def test_a_last_run_under_another_card_is_refused_for_the_card_asked_for(layout, capsys):
+    """`--from-last-run --architecture CARD` after a run verified against another card: refused in one line naming
+    both cards, the report left alone (the outcomes cannot speak for an architecture they were not checked
+    against)."""
+    layout.record()
+    status, _, err = run_main(LAST_RUN + ["--architecture", "nanochat-92d63d4"], capsys, root=layout.root)
+    assert status == Exit.USAGE and len(err.strip().splitlines()) == 1, err
+    assert f"is a run under the card {CARD.name!r}, not 'nanochat-92d63d4'" in err
+    assert layout.output.read_text() == COMMITTED
+
+
 def test_a_stale_last_run_is_refused(layout, capsys):
     """Outcomes whose source fingerprint no longer matches the tree are refused as stale."""
     layout.record()
