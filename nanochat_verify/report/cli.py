@@ -3,8 +3,9 @@ COVERAGE.md, generated from real test outcomes: a row says ✅ only when every o
 
     python -m nanochat_verify.report                  run the whole suite and the mutation catalog, write COVERAGE.md
     python -m nanochat_verify.report --check          the same, but compare with COVERAGE.md and print a diff
-    python -m nanochat_verify.report --from-last-run  use the last `pytest` run instead (.nanochat-verify/outcomes.json,
-                                                      the .coverage of that run, .nanochat-verify/mutation.json)
+    python -m nanochat_verify.report --from-last-run  use the last complete `pytest` run instead
+                                                      (.nanochat-verify/outcomes.json, the line coverage of that run
+                                                      in .nanochat-verify/runs/, .nanochat-verify/mutation.json)
     python -m nanochat_verify.report --gpt-impl other.py --output /tmp/OTHER.md
                                                       the report for another implementation of the contract
 
@@ -42,8 +43,8 @@ def parse_args(argv, project):
     p = OneLineParser(prog="python -m nanochat_verify.report", description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--check", action="store_true", help="compare with the file instead of writing it; exit 1 on a difference")
     p.add_argument("--from-last-run", action="store_true",
-                   help="use the last pytest run (.nanochat-verify/outcomes.json, its .coverage, "
-                        ".nanochat-verify/mutation.json) instead of running the suite")
+                   help="use the last complete pytest run (.nanochat-verify/outcomes.json, the line coverage of "
+                        "that run, .nanochat-verify/mutation.json) instead of running the suite")
     p.add_argument("--outcomes", type=Path, help="use this outcomes JSON (from pytest --outcomes) instead of running the suite")
     p.add_argument("--coverage-data", type=Path, help="with --outcomes: the coverage data file of that run "
                                                       "(default: the one its outcomes name)")

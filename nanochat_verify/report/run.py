@@ -41,15 +41,16 @@ def run_with_limit(cmd, *, cwd, env, timeout, what):
 def stop_group(proc):
     """Leave no process of `proc`'s group behind: SIGTERM first (a tool it started can remove its temporary
     folders), SIGKILL for whatever is still there."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=GRACE)
-        except subprocess.TimeoutExpired:
-            pass
+    if proc.poll() is not None:
+        return  # it ended by itself (and stopped its own workers)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=GRACE)
+    except subprocess.TimeoutExpired:
+        pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader: xdist workers, a fork's children
+        os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group: xdist workers, a mutation run's children
     proc.wait()
 
 
