@@ -46,7 +46,7 @@ KEEP = 4  # runs kept besides the last complete one, newest first
 STALE_AFTER = 24 * 3600  # seconds after which an unfinished, unlocked run folder is pruned where there are no locks
 
 
-def _writable(folder):
+def why_unwritable(folder):
     """Why the kit cannot keep records in `folder` (made on demand), or None."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -86,11 +86,11 @@ def records_for(root):
     """The Records of the checkout at `root`: its .nanochat-verify/ where it can be written, else a folder of the
     temporary directory (or, where neither can be written, the checkout's own, so that the error names it)."""
     own = state_dir(root)
-    problem = _writable(own)
+    problem = why_unwritable(own)
     if problem is None:
         return Records(own)
     fallback = fallback_dir(root)
-    if _writable(fallback) is None:
+    if why_unwritable(fallback) is None:
         return Records(fallback, problem)
     return Records(own)
 

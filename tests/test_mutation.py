@@ -512,6 +512,24 @@ def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_a_json_path_in_a_checkout_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`--json .nanochat-verify/mutation.json` where that folder cannot be made or written (a read-only checkout):
+    one line at once, not an OSError after the whole catalog has run."""
+    monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
+    (tmp_path / "nanochat").mkdir()
+    (tmp_path / "nanochat" / "gpt.py").write_text(STUB_IMPL)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: not (Path(path) == tmp_path and mode & os.W_OK)
+                        and access(path, mode, *a, **k))
+    target = tmp_path / ".nanochat-verify" / "mutation.json"
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(["--json", str(target)])
+    err = capsys.readouterr().err
+    assert caught.value.code == Exit.USAGE and len(err.strip().splitlines()) == 1
+    assert f"--json {target}: {tmp_path} cannot be written" in err and not target.parent.exists()
+
+
 def test_outside_any_project_the_runner_says_there_is_nothing_to_verify(tmp_path, monkeypatch, capsys):
     """Started in a folder with no nanochat checkout and no --gpt-impl, the runner refuses in one line, naming what
     it looked for, instead of failing in pytest."""

@@ -20,6 +20,7 @@ from nanochat_verify.findings import FindingsError, read_findings
 from nanochat_verify.mutation.runner import (DEFAULT_CONTROL_LIMIT, BadOption, CatalogBug, ControlFailed, HarnessFailure, diff,
                                              exit_status, fingerprint_of, resolve_target, run_catalog, to_json, totals)
 from nanochat_verify.paths import display, state_dir
+from nanochat_verify.records import why_unwritable
 
 def escape(text):
     """Node ids like test_x[2-None] and log lines are text, not rich markup."""
@@ -138,7 +139,10 @@ def parse_args(argv):
     if args.json is not None:
         problem = unwritable(args.json)
         made_on_demand = Path(args.json).resolve().parent == state_dir(args.root).resolve()
-        if problem and not (made_on_demand and not Path(args.json).is_dir()):
+        if made_on_demand and not Path(args.json).is_dir():
+            # the project's state folder, made on demand where it can be (not in a read-only checkout)
+            problem = why_unwritable(state_dir(args.root))
+        if problem:
             parser.error(f"--json {args.json}: {problem}")
     if args.workdir is not None:
         workdir = Path(args.workdir)
