@@ -16,6 +16,7 @@ KV cache. The defaults are the seed architecture (the 561M depth-20 target).
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,9 @@ ROPE_BASE = 10000  # RoFormer's theta base
 LOGIT_SOFTCAP = 15.0
 VE_GATE_CHANNELS, VE_GATE_SCALE = 12, 3.0  # value-embedding gate: 3 * sigmoid(W x[..., :12]), in (0, 3)
 SMEAR_CHANNELS = 24  # smear gate: smear_lambda * sigmoid(W x[..., :24])
+# the dtypes nn.Embedding takes as token ids, and cross_entropy as targets: any other (int8, uint8, int16...)
+# would fail inside torch, with an error that names neither the argument nor what it should be
+TOKEN_DTYPES, TARGET_DTYPES = (torch.int64, torch.int32), (torch.int64,)
 
 
 @dataclass
@@ -227,6 +231,7 @@ class GPT(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
+        _refuse_what_cannot_fit(config)  # before the first weight is allocated
         V, L = config.padded_vocab_size, config.n_layer  # padded rows: the logits are sliced back to vocab_size
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(V, config.n_embd),
@@ -363,8 +368,8 @@ class GPT(nn.Module):
 
     def _check_inputs(self, idx, targets, T0, loss_reduction):
         V = self.config.vocab_size
-        if not (torch.is_tensor(idx) and idx.ndim == 2 and _is_integer(idx)):
-            raise ValueError(f"idx must be a 2-D (B, T) tensor of integer token ids, got {_describe(idx)}")
+        if not (torch.is_tensor(idx) and idx.ndim == 2 and idx.dtype in TOKEN_DTYPES):
+            raise ValueError(f"idx must be a 2-D (B, T) tensor of int64 or int32 token ids, got {_describe(idx)}")
         B, T = idx.shape
         if B == 0:
             raise ValueError(f"idx must hold at least one sequence, got batch size 0 (shape {tuple(idx.shape)})")
@@ -382,8 +387,8 @@ class GPT(nn.Module):
             raise ValueError(f"loss_reduction must be 'mean', 'sum' or 'none', got {loss_reduction!r}")
         if targets is None:
             return
-        if not (torch.is_tensor(targets) and _is_integer(targets) and targets.shape == idx.shape):
-            raise ValueError(f"targets must be an integer tensor of the same shape as idx "
+        if not (torch.is_tensor(targets) and targets.dtype in TARGET_DTYPES and targets.shape == idx.shape):
+            raise ValueError(f"targets must be an int64 tensor of the same shape as idx "
                              f"{tuple(idx.shape)}, got {_describe(targets)}")
         if targets.device.type == "cpu":
             lo, hi = (int(v) for v in torch.aminmax(targets))
@@ -417,13 +422,16 @@ class GPT(nn.Module):
         if len(tokens) + max_tokens > self.rotary_seq_len:
             raise ValueError(f"prompt of {len(tokens)} plus max_tokens={max_tokens} exceeds the rotary cache "
                              f"of {self.rotary_seq_len} positions")
+        # 0 is greedy, and so is a temperature too small to divide by: |logits| < LOGIT_SOFTCAP, divided by it,
+        # would overflow float32 into inf (and the softmax into NaN); the argmax is sampling's limit there anyway
+        greedy = temperature * torch.finfo(torch.float32).max < LOGIT_SOFTCAP
         device = self.lm_head.weight.device
         rng = torch.Generator(device=device).manual_seed(seed)
         c = self.config
         cache = KVCache(1, c.n_kv_head, len(tokens) + max_tokens, c.head_dim, c.n_layer)
         logits = self.forward(torch.tensor([tokens], device=device), kv_cache=cache)[:, -1, :]  # (1, V)
         for i in range(max_tokens):
-            if temperature == 0:
+            if greedy:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:
                 logits = logits / temperature
@@ -436,8 +444,36 @@ class GPT(nn.Module):
                 logits = self.forward(next_id, kv_cache=cache)[:, -1, :]
 
 
-def _is_integer(t):
-    return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+def _parameter_count(config):
+    """The model's parameter count, from its config alone (nothing built): wte and lm_head (padded rows
+    included), each block's attention and MLP, then the modern components that are on."""
+    c, d, V = config, config.n_embd, config.padded_vocab_size
+    kv_dim = c.n_kv_head * c.head_dim
+    per_block = 2 * d * d + 2 * d * kv_dim + 8 * d * d  # c_q, c_proj; c_k, c_v; the 4x MLP
+    ve_layers = (c.n_layer + 1) // 2 if c.value_embeds else 0  # alternating, the last one included
+    extras = ve_layers * (V * kv_dim + VE_GATE_CHANNELS * c.n_kv_head) + (2 * c.n_layer if c.lambdas else 0) \
+        + (SMEAR_CHANNELS + 1 if c.smear else 0) + (1 if c.backout else 0)
+    return 2 * V * d + c.n_layer * per_block + extras
+
+
+def _refuse_what_cannot_fit(config):
+    """ValueError, naming the sizes, for a model whose weights alone would not fit in this machine's memory, before
+    anything is allocated: torch would fail deep inside nn.Embedding ("you tried to allocate 70368744177664
+    bytes"), or take minutes to build what init_weights then cannot fill. Only on the CPU: the meta device
+    allocates nothing (build a huge model there to count or inspect it), an accelerator checks its own memory."""
+    if torch.empty(0).device.type != "cpu" or not hasattr(os, "sysconf"):
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # not known on this system
+        return
+    count, dtype = _parameter_count(config), torch.get_default_dtype()
+    if count * dtype.itemsize > memory:
+        c = config
+        raise ValueError(f"GPTConfig(n_layer={c.n_layer}, n_embd={c.n_embd}, vocab_size={c.vocab_size}) makes "
+                         f"{count:,} parameters, {count * dtype.itemsize / 1e9:,.1f} GB in {dtype}: more than this "
+                         f"machine's {memory / 1e9:.1f} GB of memory; build it on the meta device to count or "
+                         f"inspect it (with torch.device('meta'): GPT(config))")
 
 
 def _is_int(x):

@@ -18,7 +18,6 @@ report.
 
 import hashlib
 import json
-import re
 import subprocess
 from collections import Counter
 from dataclasses import dataclass

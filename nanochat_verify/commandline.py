@@ -1,14 +1,18 @@
 """
-What the kit's command lines share: one-line usage errors, checks of output paths before a long run, and
-the project a tool works in (the checkout it verifies, where its records and reports go).
+What the kit's command lines share: one-line usage errors, checks of output paths before a long run, the
+project a tool works in (the checkout it verifies, where its records and reports go), and SIGTERM taken the
+way Ctrl-C is (the processes a tool started are stopped, its temporary folders removed).
 
 Nothing heavy is imported here (no torch, no pytest, no coverage), so that `--help` and the usage errors of
 every tool work with the kit alone.
 """
 
 import argparse
+import contextlib
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 
 from nanochat_verify.exits import Exit, epilog
@@ -84,3 +88,39 @@ def resolve_implementation(parser, args, root):
     args.gpt_impl = args.gpt_impl or default_implementation(args.settings)
     if args.gpt_impl is None:
         parser.error(no_implementation(root))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the tool is, so that it leaves the way Ctrl-C does: through every
+    `finally` that stops its child processes and removes its temporary folders."""
+
+
+@contextlib.contextmanager
+def terminate_like_interrupt():
+    """While the block runs, SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) in the main thread instead
+    of ending the process on the spot, which left a tool's pytest children running (orphans of init) and its
+    temporary folders behind. A second signal during that cleanup is ignored, so that it cannot cut it short.
+    Nested uses are fine; off the main thread (where Python takes no signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def stop(signum, frame):
+        for number in wanted:
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, stop) for number in wanted}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def default_signals():
+    """In a child forked from a tool: the default SIGTERM and SIGHUP (end at once), not the tool's handlers."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)

@@ -18,7 +18,7 @@ parameter group's `module` and shows a section for each component that is on), a
 (a group's `neutral` value switches the component off for the tests of the others).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def read_findings(path):
     """{test id: note} from a findings file; FindingsError naming the file (and the line) otherwise."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise FindingsError(f"{path}: {e.strerror or e}") from None
     except UnicodeDecodeError:

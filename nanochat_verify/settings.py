@@ -6,11 +6,13 @@ fork configures the suite where it keeps the rest of its configuration.
     architecture = "nanochat-92d63d4"   # a card name, or a .toml path relative to this pyproject.toml
     gpt-impl = "."                      # what to verify (default: the checkout's own nanochat/gpt.py)
     expect-failures = "findings.txt"    # the implementation's known findings
+    import-timeout = 120                # seconds that importing the implementation may take (default 60)
 
     [tool.nanochat-verify.card]         # values that override the named card
     softcap = 30.0
 """
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TABLE = "nanochat-verify"
-KEYS = ("architecture", "gpt-impl", "expect-failures", "card")
+KEYS = ("architecture", "gpt-impl", "expect-failures", "import-timeout", "card")
 
 
 class SettingsError(ValueError):
@@ -34,6 +36,7 @@ class Settings:
     architecture: str | None = None  # as written: a card name, or a path resolved against root
     gpt_impl: str | None = None
     expect_failures: str | None = None
+    import_timeout: float | None = None  # seconds; None: the default of nanochat_verify.contract
     card: dict = field(default_factory=dict)  # overrides of the named card's values
 
 
@@ -59,6 +62,11 @@ def read_settings(root):
     for key in ("architecture", "gpt-impl", "expect-failures"):
         if key in table and not (isinstance(table[key], str) and table[key].strip()):
             raise SettingsError(f"{pyproject}: [tool.{TABLE}] {key} = {table[key]!r}; expected a non-empty string")
+    timeout = table.get("import-timeout")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                                    and math.isfinite(timeout) and timeout > 0):
+        raise SettingsError(f"{pyproject}: [tool.{TABLE}] import-timeout = {timeout!r}; expected a positive number "
+                            f"of seconds")
     if not isinstance(table.get("card", {}), dict):
         raise SettingsError(f"{pyproject}: [tool.{TABLE}.card] must be a table of card values")
 
@@ -73,7 +81,8 @@ def read_settings(root):
 
     return Settings(root, architecture=resolved(table.get("architecture"), True),
                     gpt_impl=resolved(table.get("gpt-impl"), True),
-                    expect_failures=resolved(table.get("expect-failures"), False), card=dict(table.get("card", {})))
+                    expect_failures=resolved(table.get("expect-failures"), False),
+                    import_timeout=None if timeout is None else float(timeout), card=dict(table.get("card", {})))
 
 
 def default_implementation(settings):

@@ -169,12 +169,11 @@ def test_the_report_shows_a_declared_component_with_its_note_and_not_as_failing(
     assert f"{DECLARED}: a gated MLP of my own (SwiGLU), tested in my_tests/" in mlp_row
 
 
-def test_a_cards_extra_parameters_are_held_neutral_and_left_out_of_the_counts(tmp_path):
+def test_a_cards_extra_parameters_are_held_neutral_and_left_out_of_the_counts(impl, tmp_path):
     """[extra.gate] with parameter pattern gates.* and neutral 0: the fixtures zero those parameters, and the
     parameter count of the architecture is the model's without them."""
     import torch
 
-    from nanochat.gpt import GPT, GPTConfig
     from nanochat_verify.scaling import measured_counts
 
     from .conftest import n_parameters, neutralize
@@ -185,7 +184,7 @@ def test_a_cards_extra_parameters_are_held_neutral_and_left_out_of_the_counts(tm
         parameters = ["gates.*"]
         neutral = { "gates.*" = 0.0 }
     """)))
-    model = GPT(GPTConfig(sequence_len=8, vocab_size=32, n_layer=2, n_head=2, n_kv_head=2, n_embd=16))
+    model = impl.GPT(impl.GPTConfig(sequence_len=8, vocab_size=32, n_layer=2, n_head=2, n_kv_head=2, n_embd=16))
     plain = sum(p.numel() for p in model.parameters())
     model.gates = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(3)) for _ in range(2)])
     assert "gates.1" in card.extra_parameters() and "transformer.wte.weight" not in card.extra_parameters()

@@ -4,6 +4,7 @@
 import json
 import sys
 import textwrap
+import time
 import types
 from pathlib import Path
 
@@ -66,6 +67,46 @@ def test_bad_names_are_refused_with_the_reason(spec, message):
     """An empty value, a hidden-file name, an unknown or malformed module name is a ContractError naming it."""
     with pytest.raises(ContractError, match=message):
         load_implementation(spec)
+
+
+NEVER_RETURNS = """
+import time
+try:
+    time.sleep(60)
+except Exception:  # an import that swallows errors is stopped all the same
+    pass
+"""
+
+
+def test_an_import_that_never_returns_is_refused_naming_the_time_limit(tmp_path):
+    """Loading has a time limit: a module whose import never returns is a ContractError that names the limit and
+    the option that raises it, and a time limit already running (pytest-timeout's, in this test) carries on."""
+    import signal
+    path = tmp_path / "hangs.py"
+    path.write_text(NEVER_RETURNS)
+    outer = signal.getitimer(signal.ITIMER_REAL)[0] if hasattr(signal, "getitimer") else 0.0
+    started = time.monotonic()
+    with pytest.raises(ContractError, match=r"'.*hangs.py': importing it did not finish within 0.3 s \(an import "
+                                            r"that never returns\?\); allow more time with --import-timeout SECONDS"):
+        load_implementation(str(path), timeout=0.3)
+    assert time.monotonic() - started < 10
+    if outer:
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] < outer
+    assert not any(name.startswith("_gpt_impl_hangs_") for name in sys.modules)
+
+
+def test_off_the_main_thread_the_import_time_limit_holds_too(tmp_path):
+    """Where no timer signal can interrupt it (another thread, Windows), the import runs in a thread of its own,
+    and the caller gets the same ContractError at the limit."""
+    import threading
+    path = tmp_path / "slow.py"
+    path.write_text("import time\ntime.sleep(3)\n")
+    caught = []
+    worker = threading.Thread(target=lambda: caught.append(pytest.raises(ContractError, load_implementation,
+                                                                         str(path), timeout=0.2)))
+    worker.start()
+    worker.join(10)
+    assert len(caught) == 1 and "did not finish within 0.2 s" in str(caught[0].value)
 
 
 def test_a_directory_without_a_gpt_py_is_no_such_file(tmp_path):
@@ -178,6 +219,90 @@ def test_a_missing_implementation_is_a_usage_error(suite):
     result = suite("", "--gpt-impl=missing_impl.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'missing_impl.py': no such file*"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--import-timeout=0.3"], "importing it did not finish within 0.3 s"),
+    (["--import-timeout=0"], "--import-timeout: must be a positive number of seconds, got '0'"),
+], ids=["import-never-returns", "no-time-at-all"])
+def test_an_implementation_whose_import_never_returns_stops_the_run_in_one_line(suite, tmp_path, args, message):
+    """The plugin loads the implementation within --import-timeout (default 60 s, or [tool.nanochat-verify]
+    import-timeout): a gpt.py whose import hangs is a usage error before any test, not a run that hangs silently
+    (pytest-timeout's limits start with the tests)."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text(NEVER_RETURNS)
+    result = suite("", f"--gpt-impl={hangs}", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("0.3", "importing it did not finish within 0.3 s"),
+    ("0", "import-timeout = 0; expected a positive number of seconds"),
+    ('"soon"', "import-timeout = 'soon'; expected a positive number of seconds"),
+], ids=["hanging-import", "zero", "not-a-number"])
+def test_a_projects_import_timeout_setting_limits_loading(suite, pytester, tmp_path, setting, message):
+    """`import-timeout` in [tool.nanochat-verify] sets the limit where no option does; a value that is not a
+    positive number is refused in one line."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text(NEVER_RETURNS)
+    pytester.makepyprojecttoml(f"[tool.nanochat-verify]\ngpt-impl = {str(hangs)!r}\nimport-timeout = {setting}\n")
+    result = suite("", "--gpt-impl=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
+
+
+FINDINGS_TESTS = """
+import pytest
+from pathlib import Path
+
+
+@pytest.mark.component("rope")
+def test_fails():
+    assert False
+
+
+@pytest.mark.component("rope")
+def test_runs():
+    Path("ran").touch()  # a test that ran leaves this behind
+"""
+
+
+@pytest.mark.parametrize("findings, message", [
+    (b"tests/test_sample.py::test_fails  # the real bug\ntests/test_sample.py::test_fials  # a typo\n",
+     "1 id(s) name no test of the suite, e.g. 'tests/test_sample.py::test_fials'"),
+    (b"tests/test_sample.py::test_fails\ntests/test_smaple.py::test_fails\n",
+     "1 id(s) name no test of the suite, e.g. 'tests/test_smaple.py::test_fails'"),
+    (bytes(range(256)) * 4, "findings.bin: not a text file (expected one test id per line)"),
+    (b"test_sample.py::test_fails\n", "findings.bin, line 1: 'test_sample.py::test_fails' is not a test id"),
+], ids=["a-test-the-file-lacks", "a-file-that-does-not-exist", "a-binary-file", "not-a-suite-id"])
+def test_an_expected_findings_file_naming_no_test_stops_the_run_before_any_test(pytester, findings, message):
+    """--expect-failures with an id that names no test (a typo in the test or in the file name), a binary file or a
+    line that is not an id: one usage-error line naming the file and the id, at collection, before any test runs
+    (a typo used to be reported only after the whole run, or never)."""
+    pytester.makeini(INI)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_sample.py").write_text(FINDINGS_TESTS)
+    (pytester.path / "findings.bin").write_bytes(findings)
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          "-p", "no:randomly", f"--gpt-impl={SOURCE_ROOT}",
+                                          "--expect-failures=findings.bin", "tests")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() and "Traceback" not in result.stderr.str()
+    assert not (pytester.path / "ran").exists()
+
+
+def test_expected_findings_that_fail_as_recorded_pass_the_run(pytester):
+    """The same suite with a correct findings file: the listed test fails as recorded (xfailed), the run passes."""
+    pytester.makeini(INI)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_sample.py").write_text(FINDINGS_TESTS)
+    (pytester.path / "findings.txt").write_text("tests/test_sample.py::test_fails  # the real bug\n")
+    result = pytester.runpytest_inprocess("-p", "nanochat_verify.plugin", "-p", "no:cacheprovider", "-p", "no:cov",
+                                          "-p", "no:randomly", f"--gpt-impl={SOURCE_ROOT}",
+                                          "--expect-failures=findings.txt", "tests")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*1 expected finding(s) failed as recorded, 0 unexpected failure(s)*"])
 
 
 def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_path):

@@ -8,6 +8,7 @@ honesty check, the real LM head and loss tests against a copy of nanochat/gpt.py
 None of them runs the real suite.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -316,6 +318,17 @@ def test_a_run_that_did_not_finish_is_refused(layout, capsys):
     assert status == Exit.USAGE and "did not finish" in err
 
 
+def test_a_last_run_under_another_card_is_refused_for_the_card_asked_for(layout, capsys):
+    """`--from-last-run --architecture CARD` after a run verified against another card: refused in one line naming
+    both cards, the report left alone (the outcomes cannot speak for an architecture they were not checked
+    against)."""
+    layout.record()
+    status, _, err = run_main(LAST_RUN + ["--architecture", "nanochat-92d63d4"], capsys, root=layout.root)
+    assert status == Exit.USAGE and len(err.strip().splitlines()) == 1, err
+    assert f"is a run under the card {CARD.name!r}, not 'nanochat-92d63d4'" in err
+    assert layout.output.read_text() == COMMITTED
+
+
 def test_a_stale_last_run_is_refused(layout, capsys):
     """Outcomes whose source fingerprint no longer matches the tree are refused as stale."""
     layout.record()
@@ -362,8 +375,9 @@ def apply_rotary_emb(x, cos, sin): return x
 
 
 def test_coverage_data_is_the_projects_and_its_hash_is_recorded(project, tmp_path):
-    """`cd elsewhere && pytest <project>/tests --cov`: pytest-cov writes the project's .coverage (not
-    one in the current folder), before the session finishes, and the outcomes carry that file's hash.
+    """`cd elsewhere && pytest <project>/tests --cov`: pytest-cov writes the run's own coverage data in the
+    project (its folder .nanochat-verify/runs/<run id>/, not the current folder), before the session finishes,
+    and the outcomes carry that file's hash.
     A real subprocess (pytest-cov starts before any conftest), with a stub implementation that needs
     no torch and without the plugins this check does not need."""
     (project.root / "suite" / "measured.py").write_text("X = 1\n")
@@ -377,10 +391,11 @@ def test_coverage_data_is_the_projects_and_its_hash_is_recorded(project, tmp_pat
                            "--cov=suite.measured", "--cov-report=", "-p", "no:hypothesispytest", "-p", "no:xdist"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads(project.outcomes.read_text())["line_coverage"]
-    assert record["data_file"] == ".coverage" and not record["appended"]
-    assert record["sha256"] == file_sha256(project.root / ".coverage")
-    assert list(elsewhere.iterdir()) == []
+    outcomes = json.loads(project.outcomes.read_text())
+    record = outcomes["line_coverage"]
+    assert record["data_file"] == f".nanochat-verify/runs/{outcomes['run_id']}/.coverage" and not record["appended"]
+    assert record["sha256"] == file_sha256(project.root / record["data_file"])
+    assert list(elsewhere.iterdir()) == [] and not (project.root / ".coverage").exists()
 
 
 def test_relative_coverage_data_is_read_from_the_project_root_wherever_one_stands(tmp_path, monkeypatch):
@@ -495,8 +510,8 @@ def test_hypothesis_keeps_its_files_in_the_project():
 
 
 def test_a_run_from_another_folder_writes_only_into_the_project(project, tmp_path, monkeypatch):
-    """`cd elsewhere && pytest <project>/tests`: the outcomes and .hypothesis/ are the project's, and
-    pytest-cov is told to use the project's .coverage; nothing is written where the command was typed."""
+    """`cd elsewhere && pytest <project>/tests`: the outcomes and .hypothesis/ are the project's; nothing is
+    written where the command was typed, and the run gives the environment back as it found it."""
     from hypothesis.configuration import storage_directory
     outer_home = storage_directory(intent_to_write=False).home_directory
     project.write_tests(fake_tests(extra=HYPOTHESIS_HOME))
@@ -508,7 +523,7 @@ def test_a_run_from_another_folder_writes_only_into_the_project(project, tmp_pat
     result = project.pytest(str(project.root / "suite"))
     assert result.ret == 0 and result.parseoutcomes()["passed"] >= 2
     assert json.loads(project.outcomes.read_text())["complete"]
-    assert os.environ["COVERAGE_FILE"] == str(project.root / ".coverage")
+    assert "COVERAGE_FILE" not in os.environ
     assert list(elsewhere.iterdir()) == []
     assert storage_directory(intent_to_write=False).home_directory == outer_home  # given back
 
@@ -553,6 +568,99 @@ def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
     with pytest.raises(report_inputs.Refused, match=r"the test run took longer than 0.5 s .* --timeout SECONDS"):
         report_run.run_with_limit([sys.executable, "-c", "import time; time.sleep(60)"], cwd=ROOT,
                                 env=dict(os.environ), timeout=0.5, what="the test run")
+
+
+def test_an_implementation_whose_import_never_returns_is_refused_within_the_reports_timeout(layout, tmp_path,
+                                                                                            capsys):
+    """`report --timeout 0.5` on a gpt.py whose import hangs: one line at the limit, naming --timeout (the shorter
+    of it and --import-timeout), before any run starts; it used to hang silently."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text("import time\ntime.sleep(60)\n")
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the suite ran")
+    argv = ["--gpt-impl", str(hangs), "--output", str(tmp_path / "R.md"), "--timeout", "0.5"]
+    status, out, err = run_main(argv, capsys, root=layout.root, run_pytest=no_run)
+    assert status == Exit.USAGE and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "importing it did not finish within 0.5 s" in err and "--timeout SECONDS" in err
+
+
+def test_the_import_time_limit_goes_to_the_runs_the_generator_starts(layout, tmp_path):
+    """--import-timeout (or the project's setting) reaches the pytest run and the mutation run it starts."""
+    import argparse
+    args = argparse.Namespace(gpt_impl="x", architecture=None, expect_failures=None, import_timeout=7.5,
+                              no_line_coverage=True, pytest_args=[], impl_file=OWN)
+    command = report_run.suite_arguments(args, report_inputs.Project(layout.root), tmp_path / "o.json",
+                                         tmp_path / "rc", suite=[])
+    assert "--import-timeout=7.5" in command
+
+
+# The run the generator starts under SIGTERM: a child that starts a grandchild (as pytest starts xdist workers),
+# says who they are, and never finishes
+NEVER_FINISHES = """
+import os, subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.getpid()} {grandchild.pid}")
+time.sleep(120)
+"""
+
+REPORT_UNDER_SIGTERM = """
+import os, sys
+from nanochat_verify.report import cli, run
+pids, impl, output, root = sys.argv[1:]
+
+def run_pytest(args, *, cwd, env, timeout):
+    return run.run_with_limit([sys.executable, "-c", {child!r}, pids], cwd=cwd, env=dict(os.environ),
+                              timeout=timeout, what="the test run")
+
+sys.exit(cli.main(["--gpt-impl", impl, "--output", output, "--skip-mutation", "--no-line-coverage"], root=root,
+                  run_pytest=run_pytest))
+"""
+
+
+def alive(pid):
+    """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_sigterm_stops_the_runs_the_generator_started_and_removes_its_temporary_folder(layout, tmp_path):
+    """SIGTERM to `python -m nanochat_verify.report` while its test run is going: the run and the processes it
+    started are stopped, the temporary folder is removed, one line says so, exit status 130 (it used to
+    die at once, leaving them running under init and the folder behind)."""
+    import signal
+    stub, pids, temp, log = tmp_path / "stub_impl.py", tmp_path / "pids", tmp_path / "tmp", tmp_path / "stderr"
+    stub.write_text(STUB_IMPL)
+    temp.mkdir()
+    script = REPORT_UNDER_SIGTERM.format(child=NEVER_FINISHES)
+    children = []
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(pids), str(stub), str(tmp_path / "R.md"),
+                                 str(layout.root)], env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)
+        children = [int(pid) for pid in pids.read_text().split()]
+        assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-report-")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.returncode == Exit.INTERRUPTED, log.read_text()
+        assert log.read_text().strip().splitlines()[-1] == "report: terminated; nothing was written"
+        assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
+    finally:
+        proc.kill()
+        for pid in children:  # what a failing run left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------

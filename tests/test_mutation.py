@@ -1,6 +1,7 @@
 """Tooling: `python -m nanochat_verify.mutation`, the mutant catalog (nanochat_verify/mutation/catalog/) and its
 runner."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -412,6 +413,82 @@ def test_the_control_run_honours_the_timeout(stub, tmp_path):
     assert time.monotonic() - started < 20
 
 
+def test_a_control_whose_import_never_returns_fails_at_the_import_time_limit(stub, tmp_path):
+    """--import-timeout reaches every run: a copy whose import hangs makes the control fail at that limit, with
+    the reason in one line of its log, long before the control's own time limit."""
+    impl, suite = stub
+    hangs = tmp_path / "hanging_gpt.py"
+    hangs.write_text("import time\ntime.sleep(60)\n" + STUB_IMPL)
+    args, extra = cli.parse_args(["--gpt-impl", str(hangs), "--import-timeout", "0.5"])
+    assert extra == ["--import-timeout=0.5"]
+    started = time.monotonic()
+    with pytest.raises(mutation.ControlFailed, match="importing it did not finish within 0.5 s") as failed:
+        run_catalog((M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")),), str(hangs),
+                    jobs=1, suite=suite, root=Path(suite[0]), use_fork=False, extra=extra)
+    assert "usage error" in failed.value.reason and time.monotonic() - started < 30
+
+
+def alive(pid):
+    """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+CATALOG_UNDER_SIGTERM = """
+import sys
+from pathlib import Path
+from nanochat_verify.card import load_card
+from nanochat_verify.commandline import Terminated
+from nanochat_verify.mutation import runner as mutation
+from nanochat_verify.mutation.mutant import M
+impl, suite = sys.argv[1:]
+catalog = (M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")),)
+try:
+    mutation.run_catalog(catalog, impl, card=load_card(), root=Path(suite), suite=[suite], jobs=2, use_fork=False)
+except Terminated:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_sigterm_stops_every_run_and_removes_the_mutated_copies(stub, tmp_path):
+    """SIGTERM to the mutation runner while its runs are going (here, copies whose import never returns): each
+    pytest run is stopped and the folder of mutated copies removed (they used to run on under init, and the
+    folder stayed)."""
+    import signal
+    impl, suite = stub
+    pids, temp, log = tmp_path / "pids", tmp_path / "tmp", tmp_path / "stderr"
+    temp.mkdir()
+    hanging = tmp_path / "hanging_gpt.py"
+    hanging.write_text(f"import os, time\nwith open({str(pids)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+                       f"time.sleep(120)\n" + STUB_IMPL)
+    children = []
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", CATALOG_UNDER_SIGTERM, str(hanging), suite[0]],
+                                env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)
+        children = [int(pid) for pid in pids.read_text().split()]  # the control and the mutant, importing
+        assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-mutants-")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.returncode == Exit.INTERRUPTED, log.read_text()
+        assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
+    finally:
+        proc.kill()
+        for pid in children:  # what a failing run left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
     """Checking CUDA for a needs_cuda mutant imports torch, and numpy's OpenBLAS thread pool with it: the
     runner preloads first, so the parent is still single-threaded when the runs start, and every run is
@@ -433,6 +510,24 @@ def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_json_path_in_a_checkout_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`--json .nanochat-verify/mutation.json` where that folder cannot be made or written (a read-only checkout):
+    one line at once, not an OSError after the whole catalog has run."""
+    monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
+    (tmp_path / "nanochat").mkdir()
+    (tmp_path / "nanochat" / "gpt.py").write_text(STUB_IMPL)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: not (Path(path) == tmp_path and mode & os.W_OK)
+                        and access(path, mode, *a, **k))
+    target = tmp_path / ".nanochat-verify" / "mutation.json"
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(["--json", str(target)])
+    err = capsys.readouterr().err
+    assert caught.value.code == Exit.USAGE and len(err.strip().splitlines()) == 1
+    assert f"--json {target}: {tmp_path} cannot be written" in err and not target.parent.exists()
 
 
 def test_outside_any_project_the_runner_says_there_is_nothing_to_verify(tmp_path, monkeypatch, capsys):

@@ -303,6 +303,18 @@ def test_bad_options_exit_2_with_one_line_before_any_work(argv, option, tmp_path
 
 @pytest.mark.tooling
 @pytest.mark.component("tooling.tracer")
+def test_an_implementation_whose_import_never_returns_is_one_line_at_the_import_time_limit(tmp_path, capsys):
+    """`--gpt-impl` naming a module whose import hangs: exit 2 with one line naming --import-timeout and its
+    limit, instead of a tracer that hangs silently."""
+    hangs = tmp_path / "hangs.py"
+    hangs.write_text("import time\ntime.sleep(60)\n")
+    status, out, err = run_cli(["--gpt-impl", str(hangs), "--import-timeout", "0.3"], capsys)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "importing it did not finish within 0.3 s" in err and "--import-timeout SECONDS" in err
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
 def test_plot_without_matplotlib_names_the_install_command(tmp_path, capsys, monkeypatch):
     """--plot without matplotlib exits 2 with one line that says how to install it."""
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
@@ -332,6 +344,47 @@ def test_no_color_disables_colour(how, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------
 # interruptions, wrong shapes, and numbers that must not mislead
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_a_trace_too_large_for_the_memory_is_refused_in_one_line_before_anything_is_built(capsys, monkeypatch):
+    """`--depth 1000` (49 trillion parameters): exit 2 at once, one line with the estimate, the memory available
+    and the flag that insists, decided from the closed form before any model is built (it used to run the machine
+    out of memory: killed, exit 137, nothing printed)."""
+    def no_build(*args, **kwargs):
+        raise AssertionError("a model was built before the memory was checked")
+    monkeypatch.setattr(trace_cli, "build_on_meta", no_build)
+    monkeypatch.setattr(trace_cli, "run_trace", no_build)
+    status, out, err = run_cli(["--depth", "1000"], capsys)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"--depth 1000 \(n_layer 1000, n_embd 64000, vocab 65,536\) at --batch-size 8 --seq-len 64 needs "
+                     r"about [\d,]+ GB of memory \(49,160,388,608,000 parameters.*\), more than the [\d.,]+ GB "
+                     r"available; .*--allow-large to try anyway", err), err
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_the_memory_available_decides_and_allow_large_insists(capsys, monkeypatch):
+    """The same small trace is refused where the estimate exceeds the memory available, runs where it does not,
+    and runs anyway with --allow-large; a model the implementation itself refuses to build is then one line."""
+    from nanochat_verify import memory
+    started = []
+
+    def training_starts(*args, **kwargs):
+        started.append(1)
+        raise KeyboardInterrupt  # that it started is what counts: stop there (exit status 130)
+    monkeypatch.setattr(trace_cli, "run_trace", training_starts)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10 ** 6)
+    status, _, err = run_cli(TINY_CLI, capsys)
+    assert status == 2 and "more than the 0.0 GB available" in err and started == []
+    assert run_cli(TINY_CLI + ["--allow-large"], capsys)[0] == 130 and started == [1]
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10 ** 12)
+    assert run_cli(TINY_CLI, capsys)[0] == 130 and started == [1, 1]
+    monkeypatch.undo()
+    status, _, err = run_cli(["--depth", "1000", "--allow-large", "--no-color"], capsys)
+    assert status == 1 and len(err.strip().splitlines()) == 1, err
+    assert "the implementation refuses to build the model: GPTConfig(n_layer=1000, n_embd=64000" in err
 
 
 @pytest.mark.tooling

@@ -1,6 +1,7 @@
 """The project's own model rejects bad input with a ValueError that names the value and the expectation,
 before doing any work (so nothing, a KV cache included, is left half-updated)."""
 
+import os
 import re
 
 import pytest
@@ -54,9 +55,12 @@ def test_a_config_mutated_after_construction_is_rejected_by_the_model(impl):
 
 
 @pytest.mark.parametrize("make_idx, message", [
-    (lambda V: torch.tensor([1, 2, 3]), r"idx must be a 2-D \(B, T\) tensor of integer token ids, got a tensor of shape \(3,\)"),
+    (lambda V: torch.tensor([1, 2, 3]), r"idx must be a 2-D \(B, T\) tensor of int64 or int32 token ids, got a tensor of shape \(3,\)"),
     (lambda V: torch.zeros(1, 3), r"got a tensor of shape \(1, 3\) dtype torch.float32"),
     (lambda V: torch.zeros(1, 3, dtype=torch.bool), r"dtype torch.bool"),
+    (lambda V: torch.tensor([[1, 2, 3]], dtype=torch.int8), r"int64 or int32 token ids, got a tensor of shape \(1, 3\) dtype torch.int8"),
+    (lambda V: torch.tensor([[1, 2, 3]], dtype=torch.uint8), r"int64 or int32 token ids, got .* dtype torch.uint8"),
+    (lambda V: torch.tensor([[1, 2, 3]], dtype=torch.int16), r"int64 or int32 token ids, got .* dtype torch.int16"),
     (lambda V: [[1, 2, 3]], r"got list"),
     (lambda V: torch.tensor([[1, V, 2]]), r"token ids must lie in \[0, 64\) \(vocab_size\), got values in \[1, 64\]"),
     (lambda V: torch.tensor([[-1, 0]]), r"got values in \[-1, 0\]"),
@@ -65,24 +69,27 @@ def test_a_config_mutated_after_construction_is_rejected_by_the_model(impl):
     (lambda V: torch.zeros(0, 3, dtype=torch.long), r"at least one sequence, got batch size 0 \(shape \(0, 3\)\)"),
     (lambda V: torch.tensor([[1, 2], [3, V]]), r"got values in \[1, 64\]"),
     (lambda V: torch.tensor([[1, 2], [3, -1]]), r"got values in \[-1, 3\]"),
-], ids=["1-D", "float", "bool", "list", "id=vocab_size", "id=-1", "T=limit+1", "T=0", "B=0",
+], ids=["1-D", "float", "bool", "int8", "uint8", "int16", "list", "id=vocab_size", "id=-1", "T=limit+1", "T=0", "B=0",
         "id=vocab_size-in-row-2", "id=-1-in-row-2"])
 def test_bad_token_batches_are_rejected(model, make_idx, message):
-    """forward refuses non-2-D, non-integer, out-of-vocabulary or too-long inputs, naming what it got."""
+    """forward refuses non-2-D inputs, dtypes nn.Embedding does not take (floats, bool, int8, uint8, int16),
+    out-of-vocabulary or too-long inputs, naming what it got."""
     with pytest.raises(ValueError, match=message):
         model(make_idx(model.config.vocab_size))
 
 
 @pytest.mark.parametrize("make_targets, message", [
-    (lambda idx: idx[:, :-1], r"targets must be an integer tensor of the same shape as idx \(2, 16\), got a tensor of shape \(2, 15\)"),
+    (lambda idx: idx[:, :-1], r"targets must be an int64 tensor of the same shape as idx \(2, 16\), got a tensor of shape \(2, 15\)"),
     (lambda idx: idx.T, r"the same shape as idx \(2, 16\), got a tensor of shape \(16, 2\)"),
     (lambda idx: idx.reshape(-1), r"the same shape as idx \(2, 16\), got a tensor of shape \(32,\)"),
     (lambda idx: idx.float(), r"dtype torch.float32"),
+    (lambda idx: idx.int(), r"targets must be an int64 tensor .*, got a tensor of shape \(2, 16\) dtype torch.int32"),
+    (lambda idx: idx.to(torch.int8), r"dtype torch.int8"),
     (lambda idx: idx - 2, r"targets must lie in \[0, 64\) or be -1 \(ignored\), got values in \[-2,"),
     (lambda idx: idx + 64, r"got values in \[64,"),
-], ids=["shorter", "transposed", "flat", "float", "below-minus-1", "vocab_size-and-above"])
+], ids=["shorter", "transposed", "flat", "float", "int32", "int8", "below-minus-1", "vocab_size-and-above"])
 def test_bad_targets_are_rejected(model, idx, make_targets, message):
-    """Targets must match idx in shape and hold vocabulary ids or -1."""
+    """Targets must match idx in shape, be int64 (what cross_entropy takes) and hold vocabulary ids or -1."""
     with pytest.raises(ValueError, match=message):
         model(idx, make_targets(idx))
 
@@ -277,6 +284,67 @@ GOOD_GENERATE_ARGS = [
 def test_generate_accepts_each_argument_at_its_limit(model, args, n):
     """max_tokens=0, temperature=0 or an int, top_k=0 or 1, seeds -2**63 and 2**64-1, token ids 0 and vocab_size-1 are valid."""
     assert len(list(model.generate(**(dict(tokens=[1, 2], max_tokens=3) | args)))) == n
+
+
+def test_int32_token_ids_are_accepted_and_read_as_int64_ones(model, idx):
+    """int32 ids, which nn.Embedding takes as well, give exactly the logits of the same ids in int64."""
+    torch.testing.assert_close(model(idx.int()), model(idx), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("temperature", [1e-38, 5e-324], ids=["1e-38", "smallest-double"])
+def test_a_temperature_too_small_to_divide_by_is_greedy(model, temperature):
+    """A temperature so small that the logits divided by it overflow float32 (inf, then NaN in the softmax) is
+    its limit, greedy decoding, never an error from torch.multinomial."""
+    greedy = list(model.generate([6, 1], 8, temperature=0))
+    assert list(model.generate([6, 1], 8, temperature=temperature, seed=3)) == greedy
+
+
+def test_the_smallest_temperature_still_divided_by_samples_without_error(model):
+    """Just above that limit the logits are still divided (they stay finite), and sampling works."""
+    assert len(list(model.generate([6, 1], 8, temperature=5e-38, seed=3))) == 8
+
+
+# ---- sizes that cannot fit ------------------------------------------------------------------------
+
+
+HUGE = [dict(n_embd=2 ** 22, n_head=2 ** 15, n_kv_head=2 ** 15), dict(n_layer=10 ** 6, n_embd=768, n_head=6, n_kv_head=6)]
+
+
+@pytest.mark.parametrize("overrides", HUGE, ids=["n_embd=2**22", "n_layer=10**6"])
+def test_a_model_that_cannot_fit_in_memory_is_refused_before_anything_is_allocated(impl, overrides):
+    """GPT refuses, in one ValueError naming the sizes, the parameter count and the machine's memory, a model
+    whose weights alone exceed it, at once (it used to build for minutes, or fail in torch asking for 70 TB), and
+    says how to build it anyway: on the meta device, where it builds and counts the same."""
+    config = impl.GPTConfig(**{**TINY, "vocab_size": 50304, "sequence_len": 1024, **overrides})
+    count = 2 * config.vocab_size * config.n_embd + 12 * config.n_layer * config.n_embd ** 2  # the SPEC's closed form
+    named = ", ".join(f"{k}={getattr(config, k)}" for k in ("n_layer", "n_embd", "vocab_size"))
+    with pytest.raises(ValueError, match=re.escape(f"GPTConfig({named}) makes {count:,} parameters, ") +
+                       r"[\d,.]+ GB in torch.float32: more than this machine's [\d.]+ GB of memory; build it on the "
+                       r"meta device"):
+        impl.GPT(config)
+    if config.n_layer < 100:  # a million blocks take minutes to build, even on the meta device
+        with torch.device("meta"):
+            model = impl.GPT(config)
+        assert sum(p.numel() for p in model.parameters()) == count
+
+
+@pytest.mark.parametrize("features", [(), ("value_embeddings", "lambdas", "smear", "backout", "padded_vocab")],
+                         ids=["seed", "every-modern-component"])
+def test_the_memory_check_counts_every_parameter_of_the_model(impl, make_config, monkeypatch, features):
+    """On a machine with exactly the bytes of the model's weights it is built; with one byte less it is refused:
+    the check counts what the model allocates, no more, no less."""
+    config = make_config(*features, vocab_size=61, n_layer=3)  # odd: value embeddings on 2 of 3 layers
+    with torch.device("meta"):
+        needed = sum(p.numel() for p in impl.GPT(config).parameters()) * 4
+    sysconf = os.sysconf
+    for memory, fits in ((needed, True), (needed - 1, False)):
+        monkeypatch.setattr(os, "sysconf", lambda name, m=memory: 1 if name == "SC_PAGE_SIZE" else
+                            m if name == "SC_PHYS_PAGES" else sysconf(name))
+        if fits:
+            impl.GPT(config)
+        else:
+            with pytest.raises(ValueError, match="more than this machine's"):
+                impl.GPT(config)
 
 
 SIZES = ("batch_size", "num_heads", "seq_len", "head_dim", "num_layers")

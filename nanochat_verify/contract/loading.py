@@ -11,17 +11,26 @@ nanochat's module names (`transformer.wte`, `transformer.h[i].attn.c_q/c_k/c_v/c
   checkout's `nanochat/gpt.py`) is loaded with its package: its `from nanochat.X import ...` resolve to the
   modules of that folder (see packages.py), never to another `nanochat` that is installed or on the path;
 - a dotted module name.
+
+Importing it has a time limit (`timeout`, default 60 s; the tools' --import-timeout, or `import-timeout` in
+[tool.nanochat-verify]): a module whose import never returns is a ContractError naming the limit, not a run
+that hangs before its first test (pytest-timeout's limits start with the tests).
 """
 
+import functools
 import hashlib
 import importlib
 import importlib.util
 import keyword
+import signal
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
 from nanochat_verify.contract.packages import package_context
+from nanochat_verify.options import DEFAULT_IMPORT_TIMEOUT
 
 # the names without which nothing can be verified; `norm` and `apply_rotary_emb`, which the contract also names,
 # are verified where they exist (a fork with RMSNorm modules and no norm function is still verified)
@@ -53,22 +62,82 @@ def resolve_path(spec):
     return path.resolve()
 
 
-def load_implementation(spec):
-    """Import the implementation named by `spec` and check that it exposes the contract's names."""
+def load_implementation(spec, timeout=DEFAULT_IMPORT_TIMEOUT, limit_option="--import-timeout"):
+    """Import the implementation named by `spec` within `timeout` seconds (None: no limit; `limit_option` sets
+    it) and check that it exposes the contract's names."""
     if not isinstance(spec, str) or not spec.strip():
         raise ContractError(f"--gpt-impl {spec!r}: empty; expected a .py file, a nanochat checkout folder "
                             f"or a dotted module name")
     if is_path(spec):
-        module = _import_file(spec, resolve_path(spec))
+        load = functools.partial(_import_file, spec, resolve_path(spec))
     else:
         if not all(part.isidentifier() and not keyword.iskeyword(part) for part in spec.split(".")):
             raise ContractError(f"--gpt-impl {spec!r}: not a dotted module name, and no such file")
-        module = _guarded(spec, lambda: importlib.import_module(spec))
+        load = functools.partial(_guarded, spec, functools.partial(importlib.import_module, spec))
+    try:
+        module = within(timeout, load)
+    except _Overran:
+        raise ContractError(f"--gpt-impl {spec!r}: importing it did not finish within {timeout:g} s (an import "
+                            f"that never returns?); allow more time with {limit_option} SECONDS") from None
     missing = [n for n in REQUIRED_NAMES if not hasattr(module, n)]
     if missing:
         raise ContractError(f"--gpt-impl {spec!r} does not expose {', '.join(missing)} "
                             f"(the contract needs {', '.join(REQUIRED_NAMES)})")
     return module
+
+
+class _Overran(BaseException):
+    """Raised inside an import that ran past its time limit: a BaseException, so that the module's own
+    `except Exception` cannot swallow it."""
+
+
+def within(seconds, call):
+    """call(), stopped with _Overran after `seconds` (None: no limit). On the main thread of a POSIX system a
+    timer signal interrupts it where it is; elsewhere it runs in a thread of its own that is left behind."""
+    if seconds is None:
+        return call()
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        return _within_timer(seconds, call)
+    return _within_thread(seconds, call)
+
+
+def _within_timer(seconds, call):
+    outer, interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer and outer <= seconds:
+        return call()  # a limit already running (pytest-timeout's, inside a test) ends sooner: it stays in charge
+
+    def overran(signum, frame):
+        raise _Overran()
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer:  # give the outer limit back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3), interval)
+
+
+def _within_thread(seconds, call):
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, name="nanochat-verify import", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _Overran()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _guarded(spec, load):

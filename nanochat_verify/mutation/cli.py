@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from nanochat_verify import options
-from nanochat_verify.commandline import (OneLineParser, positive_float, positive_int, project_root,
-                                         resolve_implementation, unwritable)
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, positive_int, project_root,
+                                         resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.components import expand
 from nanochat_verify.exits import Exit
 from nanochat_verify.mutation.catalog import MUTANTS
@@ -20,6 +20,7 @@ from nanochat_verify.findings import FindingsError, read_findings
 from nanochat_verify.mutation.runner import (DEFAULT_CONTROL_LIMIT, BadOption, CatalogBug, ControlFailed, HarnessFailure, diff,
                                              exit_status, fingerprint_of, resolve_target, run_catalog, to_json, totals)
 from nanochat_verify.paths import display, state_dir
+from nanochat_verify.records import why_unwritable
 
 def escape(text):
     """Node ids like test_x[2-None] and log lines are text, not rich markup."""
@@ -115,7 +116,8 @@ def parse_args(argv):
     parser = OneLineParser(prog="python -m nanochat_verify.mutation",
                            description="Run the mutant catalog against the test suite. Arguments after -- are "
                                        "passed to pytest (run in the project root).")
-    options.add_to_argparse(parser, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_argparse(parser, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES,
+                            options.IMPORT_TIMEOUT)
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--diff", metavar="NAME", help="print one mutant as a diff of the target and exit")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]", help="run only these mutants")
@@ -137,7 +139,10 @@ def parse_args(argv):
     if args.json is not None:
         problem = unwritable(args.json)
         made_on_demand = Path(args.json).resolve().parent == state_dir(args.root).resolve()
-        if problem and not (made_on_demand and not Path(args.json).is_dir()):
+        if made_on_demand and not Path(args.json).is_dir():
+            # the project's state folder, made on demand where it can be (not in a read-only checkout)
+            problem = why_unwritable(state_dir(args.root))
+        if problem:
             parser.error(f"--json {args.json}: {problem}")
     if args.workdir is not None:
         workdir = Path(args.workdir)
@@ -145,6 +150,8 @@ def parse_args(argv):
             parser.error(f"--workdir {args.workdir}: not a directory")
         if not workdir.exists() and not (workdir.parent if str(workdir.parent) else Path(".")).is_dir():
             parser.error(f"--workdir {args.workdir}: the folder {str(workdir.parent)!r} does not exist")
+    if args.import_timeout is not None:  # for every run; without it, the runs read the project's setting
+        extra = [f"--import-timeout={args.import_timeout:g}"] + list(extra)
     if args.expect_failures is not None:
         try:
             read_findings(args.expect_failures)
@@ -172,6 +179,16 @@ def main(argv=None):
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     # wide enough, when piped to a log, for a killing test's node id on one line
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    try:
+        # SIGTERM takes the way of Ctrl-C: the runs are stopped, the mutated copies removed
+        with terminate_like_interrupt():
+            return _main(args, extra, console)
+    except KeyboardInterrupt as e:
+        console.print(f"[bold red]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]")
+        return Exit.INTERRUPTED
+
+
+def _main(args, extra, console):
     control_failure = None
     try:
         catalog = load_catalog(args.catalog) if args.catalog else MUTANTS
@@ -221,8 +238,8 @@ def main(argv=None):
         kind = {Exit.USAGE: "error", Exit.CATALOG: "catalog bug"}.get(e.exit_status, "harness failure")
         console.print(f"[bold red]{kind}:[/] {escape(str(e))}")
         return e.exit_status
-    except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
+    except KeyboardInterrupt as e:
+        console.print(f"[bold red]{'terminated' if isinstance(e, Terminated) else 'interrupted'}[/]")
         return Exit.INTERRUPTED
 
     if control_failure is None:

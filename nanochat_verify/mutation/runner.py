@@ -61,6 +61,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanochat_verify.commandline import default_signals, terminate_like_interrupt
 from nanochat_verify.exits import Exit
 from nanochat_verify.fingerprint import implementation_files, tree_fingerprint
 from nanochat_verify.mutation.mutant import NotApplicable
@@ -265,6 +266,7 @@ class _Forked:
     @staticmethod
     def _child(args, log_path, threads, root):
         code = 70  # EX_SOFTWARE: the harness itself broke before pytest reported
+        default_signals()  # the parent's SIGTERM handler cleans up the parent's things, not a child's
         try:
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(fd, 1)
@@ -415,6 +417,8 @@ class ControlFailed(HarnessFailure):
         self.results, self.reason = list(results), reason
 
 
+# SIGTERM takes the way of Ctrl-C: the runs are stopped (run_tasks) and the mutated copies removed (below)
+@terminate_like_interrupt()
 def run_catalog(mutants, target_spec, *, card, root, jobs=2, extra=(), timeout=None,
                 control_limit=DEFAULT_CONTROL_LIMIT, workdir=None, progress=None, use_fork=None, runner=None,
                 architecture=None, suite=None):

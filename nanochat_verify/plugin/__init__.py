@@ -9,6 +9,7 @@ project's pyproject.toml also names it with `-p`, to load it before pytest-cov s
                  --prioritize-component
 - findings.py    --expect-failures: the known findings of a real implementation, as strict xfails
 - record.py      --outcomes: every test's outcome and whether the run was complete, for the report
+- runs.py        each recording run's own folder: its record and its line coverage, never another run's
 - locations.py   .coverage and .hypothesis/ in the project, from whatever folder pytest starts
 - limits.py      a per-test time limit where the project sets none
 - observability.py  under another implementation, what the suite cannot observe there is "not observable",
@@ -18,8 +19,10 @@ project's pyproject.toml also names it with `-p`, to load it before pytest-cov s
 """
 
 pytest_plugins = [
+    # each before the modules that import it, so that pytest rewrites its asserts (no "already imported" warning)
     "nanochat_verify.plugin.options",
-    "nanochat_verify.plugin.locations",  # before findings and record, which import it: pytest rewrites it first
+    "nanochat_verify.plugin.runs",
+    "nanochat_verify.plugin.locations",
     "nanochat_verify.plugin.selection",
     "nanochat_verify.plugin.findings",
     "nanochat_verify.plugin.record",

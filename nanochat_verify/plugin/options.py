@@ -7,17 +7,22 @@ The implementation under test and the architecture it is verified against.
 - `--architecture NAME_OR_PATH`: the card; default: [tool.nanochat-verify] architecture for the project's own
   implementation, else the base found for a checkout (nanochat_verify/base.py: from its git history, else from
   its code), else the default card. The pytest header says which implementation and which card, and how the
-  card was chosen.
+  card was chosen. [tool.nanochat-verify.card] overrides apply either way.
+- `--import-timeout SECONDS`: how long importing the implementation may take (default: [tool.nanochat-verify]
+  import-timeout, else 60): an import that never returns stops the run with one line, before any test.
 
 Tests reach them through the session fixtures `impl` and `arch`. The markers the suite uses are registered
 here, so that the suite runs under any project's pytest configuration.
 """
+
+import argparse
 
 import pytest
 
 from nanochat_verify import options
 from nanochat_verify.base import choose_card
 from nanochat_verify.card import CardError
+from nanochat_verify.commandline import positive_float
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.paths import is_own_model
 from nanochat_verify.settings import (SettingsError, default_implementation, default_implementation_file,
@@ -42,7 +47,8 @@ MARKERS = (
 
 def pytest_addoption(parser):
     group = parser.getgroup("nanochat-verify", "nanochat verification suite")
-    options.add_to_pytest(group, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_pytest(group, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES,
+                          options.IMPORT_TIMEOUT)
     group.addoption("--with-extras", action="store_true",
                     help="the implementation is a copy of this project's nanochat/gpt.py: also run the project_only tests")
     group.addoption("--prioritize-component", default=None, metavar="KEY",
@@ -70,7 +76,7 @@ def pytest_configure(config):
     try:
         settings = read_settings(config.rootpath)
         spec = implementation_spec(config, settings)
-        impl = config.stash[IMPL_KEY] = load_implementation(spec)
+        impl = config.stash[IMPL_KEY] = load_implementation(spec, import_limit(config, settings))
         config.stash[ARCH_KEY], config.stash[HOW_KEY] = choose_card(
             settings, source_path(impl), config.getoption("architecture"), default_implementation_file(settings))
     except (ContractError, CardError, SettingsError) as e:
@@ -85,6 +91,17 @@ def pytest_report_header(config):
     card = config.stash[ARCH_KEY]
     return [f"nanochat-verify: implementation {source_path(impl)}",
             f"nanochat-verify: architecture {card.name} ({config.stash[HOW_KEY]})"]
+
+
+def import_limit(config, settings):
+    """--import-timeout, checked, else the project's setting, else the default."""
+    text = config.getoption("import_timeout")
+    if text is None:
+        return options.import_timeout(None, settings)
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError as e:
+        raise pytest.UsageError(f"--import-timeout: {e}") from None
 
 
 def is_own_implementation(config):

@@ -4,9 +4,14 @@ outcome, sub-components and docstring, and what a report needs to trust them: wh
 suite run to its end (`complete`; `incomplete` lists why not: -k, -m, --deselect, a narrower path,
 --collect-only, an -x stop, an interruption...), a run id, the source fingerprint, and the hash of the line
 coverage data pytest-cov wrote in the same run.
+
+PATH is written at the start of the run ("finished": false) and at its end, except for the project's last-run
+file (`.nanochat-verify/outcomes.json`, the ini's default): the run then writes its record into its own folder
+(runs.py), and only a complete run replaces the last-run file, in one step, at its end. A `pytest --co` or a
+`pytest tests/test_rope.py` beside or after a complete run leaves that run's record and coverage data alone.
 """
 
-import uuid
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,8 @@ import pytest
 from nanochat_verify.components import ALL
 from nanochat_verify.fingerprint import file_sha256, implementation_files, tree_fingerprint
 from nanochat_verify.paths import SUITE_DIR, display, state_dir
+from nanochat_verify.plugin import runs
+from nanochat_verify.records import publish
 from nanochat_verify.plugin.findings import FINDINGS_KEY
 from nanochat_verify.plugin.locations import resolve_option_path
 from nanochat_verify.plugin.options import ARCH_KEY, HOW_KEY, IMPL_KEY, SPEC_KEY, is_own_implementation
@@ -51,10 +58,19 @@ class OutcomeRecorder:
         self.path = resolve_option_path(config, "--outcomes", path)
         if self.path.is_dir():
             raise pytest.UsageError(f"--outcomes {path}: is a directory")
-        # the project's state folder is made on demand; any other missing folder is a typo to report
-        if not self.path.parent.is_dir() and self.path.parent != state_dir(config.rootpath):
-            raise pytest.UsageError(f"--outcomes {path}: the folder {str(self.path.parent)!r} does not exist")
-        self.record = RunRecord(run_id=uuid.uuid4().hex, finished=False,
+        self.run = runs.run_of(config)
+        if self.run.last_run:
+            # the run's own record; the last-run file is replaced by a complete run only, at its end
+            self.own, self.published = self.run.folder.record, self.run.records.last_run
+        else:
+            # the project's state folder is made on demand; any other missing folder is a typo to report
+            if not self.path.parent.is_dir() and self.path.parent != state_dir(config.rootpath):
+                raise pytest.UsageError(f"--outcomes {path}: the folder {str(self.path.parent)!r} does not exist")
+            folder = self.path.parent if self.path.parent.is_dir() else self.path.parent.parent
+            if not os.access(folder, os.W_OK | os.X_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise pytest.UsageError(f"--outcomes {path}: cannot be written")
+            self.own, self.published = self.path, None
+        self.record = RunRecord(run_id=self.run.run_id, finished=False,
                                 pytest_args=[str(a) for a in config.invocation_params.args],
                                 architecture={"spec": str(config.stash[ARCH_KEY].path),
                                               "overrides": config.stash[ARCH_KEY].overrides,
@@ -62,12 +78,11 @@ class OutcomeRecorder:
         self.user_deselected, self.collection_errors = [], []
 
     def write(self):
-        self.path.parent.mkdir(exist_ok=True)
-        self.path.write_text(self.record.to_json())
+        self.own.parent.mkdir(exist_ok=True)
+        self.own.write_text(self.record.to_json())
 
     def pytest_sessionstart(self, session):
-        # replaces the previous run's outcomes at once: a run that dies (killed, out of time) leaves
-        # "finished": false behind, never the outcomes of an older run
+        # a run that dies (killed, out of time) leaves "finished": false behind, never the outcomes of an older run
         self.write()
 
     def pytest_deselected(self, items):
@@ -175,3 +190,5 @@ class OutcomeRecorder:
         r.fingerprint = tree_fingerprint(implementation_files(impl_path), self.config.rootpath)
         r.line_coverage = self.line_coverage()
         self.write()
+        if self.published is not None and r.complete:
+            publish(r.to_json(), self.published)

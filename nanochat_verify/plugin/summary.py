@@ -6,7 +6,6 @@ this implementation are grouped the same way, by their reason.
 
 import re
 
-import pytest
 
 from nanochat_verify.components import component_of
 

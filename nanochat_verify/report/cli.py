@@ -3,8 +3,9 @@ COVERAGE.md, generated from real test outcomes: a row says ✅ only when every o
 
     python -m nanochat_verify.report                  run the whole suite and the mutation catalog, write COVERAGE.md
     python -m nanochat_verify.report --check          the same, but compare with COVERAGE.md and print a diff
-    python -m nanochat_verify.report --from-last-run  use the last `pytest` run instead (.nanochat-verify/outcomes.json,
-                                                      the .coverage of that run, .nanochat-verify/mutation.json)
+    python -m nanochat_verify.report --from-last-run  use the last complete `pytest` run instead
+                                                      (.nanochat-verify/outcomes.json, the line coverage of that run
+                                                      in .nanochat-verify/runs/, .nanochat-verify/mutation.json)
     python -m nanochat_verify.report --gpt-impl other.py --output /tmp/OTHER.md
                                                       the report for another implementation of the contract
 
@@ -24,11 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nanochat_verify import options
-from nanochat_verify.commandline import OneLineParser, positive_float, project_root, resolve_implementation, unwritable
+from nanochat_verify import options, records
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, project_root, resolve_implementation,
+                                         terminate_like_interrupt, unwritable)
 from nanochat_verify.exits import Exit
 from nanochat_verify.findings import FindingsError, read_findings, verdict
-from nanochat_verify.paths import checkout_model, state_dir
+from nanochat_verify.paths import checkout_model
 from nanochat_verify.report.inputs import Project, Refused, load_inputs
 from nanochat_verify.report.render import FIX_COMMAND, render, splice, stale_mutants
 from nanochat_verify.report.run import pytest_subprocess, run_mutation, run_suite
@@ -41,15 +43,15 @@ def parse_args(argv, project):
     p = OneLineParser(prog="python -m nanochat_verify.report", description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--check", action="store_true", help="compare with the file instead of writing it; exit 1 on a difference")
     p.add_argument("--from-last-run", action="store_true",
-                   help="use the last pytest run (.nanochat-verify/outcomes.json, its .coverage, "
-                        ".nanochat-verify/mutation.json) instead of running the suite")
+                   help="use the last complete pytest run (.nanochat-verify/outcomes.json, the line coverage of "
+                        "that run, .nanochat-verify/mutation.json) instead of running the suite")
     p.add_argument("--outcomes", type=Path, help="use this outcomes JSON (from pytest --outcomes) instead of running the suite")
     p.add_argument("--coverage-data", type=Path, help="with --outcomes: the coverage data file of that run "
                                                       "(default: the one its outcomes name)")
     p.add_argument("--mutation", type=Path, help="use this mutation JSON (python -m nanochat_verify.mutation --json) instead of running it")
     p.add_argument("--skip-mutation", action="store_true", help="leave the mutation catalog out of the report")
     p.add_argument("--no-line-coverage", action="store_true", help="leave line coverage out (and run the suite without pytest-cov)")
-    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES)
+    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.EXPECT_FAILURES, options.IMPORT_TIMEOUT)
     p.add_argument("--output", type=Path, help="file to write or check (default: COVERAGE.md of the project, for the "
                                                "project's own nanochat; required for another implementation)")
     p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -65,7 +67,9 @@ def parse_args(argv, project):
     if args.coverage_data and not args.outcomes:
         p.error("--coverage-data goes with --outcomes")
     resolve_implementation(p, args, project.root)
-    args.impl_file = implementation_file(p, args.gpt_impl)
+    args.import_timeout = options.import_timeout(args.import_timeout, args.settings)
+    # within the report's own --timeout too: `--timeout 10` never waits a minute for an import
+    args.impl_file = implementation_file(p, args.gpt_impl, args.import_timeout, args.timeout)
     args.card = None
     if args.architecture is not None:
         from nanochat_verify.card import CardError, project_card
@@ -92,11 +96,13 @@ def parse_args(argv, project):
     return args
 
 
-def implementation_file(parser, spec):
-    """The source file of the implementation (importing it checks the contract before any long run)."""
+def implementation_file(parser, spec, import_timeout, timeout):
+    """The source file of the implementation (importing it checks the contract before any long run), imported
+    within the shorter of the two limits."""
     from nanochat_verify.contract import ContractError, load_implementation, source_path
+    limit, option = (import_timeout, "--import-timeout") if import_timeout <= timeout else (timeout, "--timeout")
     try:
-        return source_path(load_implementation(spec))
+        return source_path(load_implementation(spec, limit, option))
     except ContractError as e:
         parser.error(str(e))
     except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error
@@ -108,9 +114,8 @@ def gather(args, project, workdir, run_pytest, suite=None):
     own = args.impl_file == checkout_model(project.root)
     impl_option = "" if own else f" --gpt-impl {args.gpt_impl}"
     if args.from_last_run:
-        last = state_dir(project.root)
-        outcomes = last / "outcomes.json"
-        mutation = None if args.skip_mutation else (args.mutation or last / "mutation.json")
+        outcomes = records.last_run_file(project.root)
+        mutation = None if args.skip_mutation else (args.mutation or records.find(project.root, "mutation.json"))
         regenerate = (f"run the whole suite with `pytest{impl_option}` (no -k, -m, --deselect, -x or paths), "
                       f"then this command again, or run `{FIX_COMMAND}{impl_option}`")
         data_file = None
@@ -134,7 +139,8 @@ def main(argv=None, *, root=None, run_pytest=pytest_subprocess, suite=None):
     project = Project(Path(root) if root is not None else project_root())
     args = parse_args(sys.argv[1:] if argv is None else argv, project)
     try:
-        with tempfile.TemporaryDirectory(prefix="nanochat-verify-report-") as tmp:
+        # SIGTERM takes the way of Ctrl-C: the runs it started are stopped, the temporary folder removed
+        with terminate_like_interrupt(), tempfile.TemporaryDirectory(prefix="nanochat-verify-report-") as tmp:
             inputs = gather(args, project, Path(tmp), run_pytest, suite)
         block = render(inputs)
         existing = args.output.read_text() if args.output.exists() else None
@@ -144,8 +150,9 @@ def main(argv=None, *, root=None, run_pytest=pytest_subprocess, suite=None):
     except Refused as e:
         print(f"report: {e}", file=sys.stderr)
         return e.exit_status
-    except KeyboardInterrupt:
-        print("report: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"report: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; nothing was written",
+              file=sys.stderr)
         return Exit.INTERRUPTED
     try:
         args.output.write_text(text)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from nanochat_verify.commandline import terminate_like_interrupt
 from nanochat_verify.paths import SUITE_DIR, is_own_model
 from nanochat_verify.report.inputs import Refused
 
@@ -18,21 +19,39 @@ from nanochat_verify.report.inputs import Refused
 COVERAGE_RC = "[run]\nbranch = False\nrelative_files = False\ndisable_warnings = module-not-measured\n"
 
 
+GRACE = 10.0  # seconds a stopped run gets to clean up (the mutation run removes its copies) before SIGKILL
+
+
 def run_with_limit(cmd, *, cwd, env, timeout, what):
     """Run `cmd` (its output to our stderr) within `timeout` seconds; Refused when it overruns. The
-    child gets its own process group, so that the xdist workers it starts are stopped with it."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    child gets its own process group, so that the xdist workers it starts are stopped with it: on an
+    overrun, Ctrl-C or SIGTERM, the group gets SIGTERM, then SIGKILL what is left after GRACE seconds."""
+    with terminate_like_interrupt():
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Refused(f"{what} took longer than {timeout:g} s and was stopped; fix the hang, or allow more "
+                          f"time with --timeout SECONDS") from None
+        finally:
+            stop_group(proc)
+
+
+def stop_group(proc):
+    """Leave no process of `proc`'s group behind: SIGTERM first (a tool it started can remove its temporary
+    folders), SIGKILL for whatever is still there."""
+    if proc.poll() is not None:
+        return  # it ended by itself (and stopped its own workers)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
-        return proc.wait(timeout=timeout)
+        proc.wait(timeout=GRACE)
     except subprocess.TimeoutExpired:
-        raise Refused(f"{what} took longer than {timeout:g} s and was stopped; fix the hang, or allow more "
-                      f"time with --timeout SECONDS") from None
-    finally:
-        if proc.poll() is None:  # overrun or Ctrl-C: leave no test processes behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group: xdist workers, a mutation run's children
+    proc.wait()
 
 
 def pytest_subprocess(args, *, cwd, env, timeout):
@@ -47,8 +66,8 @@ def suite_arguments(args, project, outcomes, coverage_rc, suite=None):
     suite = [str(SUITE_DIR)] if suite is None else list(suite)
     out = [*suite, f"--rootdir={project.root}", "-p", "nanochat_verify.plugin", "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider", f"--gpt-impl={args.gpt_impl}", f"--outcomes={outcomes}"]
-    out += [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in ("architecture", "expect_failures")
-            if getattr(args, name)]
+    out += [f"--{name.replace('_', '-')}={getattr(args, name)}"
+            for name in ("architecture", "expect_failures", "import_timeout") if getattr(args, name)]
     if args.no_line_coverage:
         out.append("--no-cov")
     else:
@@ -76,8 +95,8 @@ def run_mutation(args, project, workdir):
     out = workdir / "mutation.json"
     # the catalog limits each of its own runs; this limits the whole of it
     cmd = [sys.executable, "-m", "nanochat_verify.mutation", f"--gpt-impl={args.gpt_impl}", f"--json={out}"]
-    cmd += [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in ("architecture", "expect_failures")
-            if getattr(args, name)]
+    cmd += [f"--{name.replace('_', '-')}={getattr(args, name)}"
+            for name in ("architecture", "expect_failures", "import_timeout") if getattr(args, name)]
     run_with_limit(cmd, cwd=project.root, env=dict(os.environ), timeout=args.timeout, what="the mutation run")
     if not out.exists():
         raise Refused(f"the mutation run wrote no results (see its output above); run `{' '.join(cmd[2:])}` to see why")

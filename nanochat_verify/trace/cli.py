@@ -25,19 +25,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_verify import options
+from nanochat_verify import memory, options
 from nanochat_verify.base import choose_card
 from nanochat_verify.card import FEATURES, CardError
-from nanochat_verify.commandline import (OneLineParser, positive_int, positive_number, project_root,
-                                         resolve_implementation, unwritable)
+from nanochat_verify.commandline import (OneLineParser, Terminated, positive_int, positive_number, project_root,
+                                         resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.exits import Exit
-from nanochat_verify.scaling import NANOCHAT_VOCAB_SIZE, config_kwargs_for_depth
+from nanochat_verify.scaling import NANOCHAT_VOCAB_SIZE, build_on_meta, closed_form_counts, config_kwargs_for_depth
 from nanochat_verify.settings import default_implementation_file
 from nanochat_verify.trace import text
 from nanochat_verify.trace.render import make_console, plot, render
 from nanochat_verify.trace.sections import TraceError
-from nanochat_verify.trace.training import run_trace
+from nanochat_verify.trace.training import run_trace, trace_bytes
 
 DEFAULT_DEPTH = 4
 DEFAULT_SEQ_LEN = 64
@@ -93,7 +93,7 @@ def build_parser():
     p.add_argument("--lr", type=positive_number, default=None,
                    help=f"AdamW learning rate (default {LR_AT_256:g} * 256 / n_embd: {LR_AT_256:g} at depth 4)")
     p.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches (default 0)")
-    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE)
+    options.add_to_argparse(p, options.GPT_IMPL, options.ARCHITECTURE, options.IMPORT_TIMEOUT)
     p.add_argument("--features", default=None, metavar="LIST",
                    help="modern components to switch on where the card has them as options: a comma-separated "
                         f"list of {', '.join(FEATURES)}, or 'all' (default: none)")
@@ -102,6 +102,9 @@ def build_parser():
     p.add_argument("--plot", default=None, metavar="PATH",
                    help=f"also write a PNG: attention pattern per head of a block, activation RMS per layer "
                         f"(needs matplotlib: {PLOT_INSTALL_HINT})")
+    p.add_argument("--allow-large", action="store_true",
+                   help="build and train the model even when the memory it needs (estimated from the config "
+                        "before anything is built) is more than this machine has available")
     p.add_argument("--no-color", action="store_true",
                    help="plain text output (also when the NO_COLOR environment variable is set)")
     return p
@@ -114,7 +117,7 @@ def parse_settings(argv=None):
     args = parser.parse_args(argv)
     resolve_implementation(parser, args, project_root())
     try:
-        impl = load_implementation(args.gpt_impl)
+        impl = load_implementation(args.gpt_impl, options.import_timeout(args.import_timeout, args.settings))
     except ContractError as e:
         parser.error(str(e))
     except Exception as e:  # noqa: BLE001 - whatever importing a user's module raises is a usage error
@@ -140,9 +143,13 @@ def parse_settings(argv=None):
     if problem:
         parser.error(problem)
     try:
-        impl.GPTConfig(**config)  # the implementation may know more reasons to refuse
+        built_config = impl.GPTConfig(**config)  # the implementation may know more reasons to refuse
     except (ValueError, TypeError) as e:
         parser.error(f"the implementation refuses the configuration {config}: {e}")
+    if not args.allow_large:
+        problem = _memory_problem(impl, built_config, card, args)
+        if problem:
+            parser.error(problem)
 
     blocks = _parse_blocks(parser, args.blocks, config["n_layer"])
     for option, path in (("--json", args.json), ("--plot", args.plot)):
@@ -193,6 +200,32 @@ def _config_problem(depth, c):
     return None
 
 
+def _memory_problem(impl, config, card, args):
+    """Why this trace would not fit in the memory available now, or None; decided before anything is built: from
+    the architecture's closed form first (--depth 1000 is refused at once), then, if that fits, from the model
+    built on the meta device (what the implementation really allocates, with no memory)."""
+    available = memory.available_bytes()
+    if available is None:
+        return None
+    parameters = closed_form_counts(config, card)["total"]
+    needed = trace_bytes(4 * parameters, config, args.batch_size)  # float32, as the tracer trains
+    if needed <= available:
+        try:
+            model = build_on_meta(impl, config)
+            tensors = [*model.parameters(), *model.buffers()]
+            parameters = sum(t.numel() for t in model.parameters())
+            needed = trace_bytes(sum(t.numel() * t.element_size() for t in tensors), config, args.batch_size)
+        except Exception:  # noqa: BLE001 - an implementation that cannot be built on meta: the closed form stands
+            pass
+    if needed <= available:
+        return None
+    return (f"--depth {args.depth} (n_layer {config.n_layer}, n_embd {config.n_embd}, vocab {config.vocab_size:,}) at "
+            f"--batch-size {args.batch_size} --seq-len {args.seq_len} needs about {memory.gb(needed)} of memory "
+            f"({parameters:,} parameters with their gradients and AdamW's two moments, and the activations), more "
+            f"than the {memory.gb(available)} available; choose a smaller --depth, --batch-size or --seq-len, or pass "
+            f"--allow-large to try anyway")
+
+
 def _parse_blocks(parser, text, n_layer):
     if text is None:
         return tuple(sorted({0, 1, n_layer - 1} & set(range(n_layer))))
@@ -214,10 +247,12 @@ def main(argv=None):
     settings, impl, args = parse_settings(argv)
     console = make_console(args.no_color)
     try:
-        return _run(settings, impl, args, console)
-    except KeyboardInterrupt:
-        print("nanochat_verify.trace: interrupted", file=sys.stderr)
-        return 130
+        with terminate_like_interrupt():  # SIGTERM: the same one line and exit status as Ctrl-C
+            return _run(settings, impl, args, console)
+    except KeyboardInterrupt as e:
+        print(f"nanochat_verify.trace: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return Exit.INTERRUPTED
     except TraceError as e:
         print(f"nanochat_verify.trace: error: {e}", file=sys.stderr)
         return 1

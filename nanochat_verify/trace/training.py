@@ -39,6 +39,23 @@ class TraceResult:
         return out
 
 
+BASELINE = 0.5e9  # bytes: the interpreter, torch and the tracer themselves
+
+
+def trace_bytes(parameter_bytes, config, batch_size):
+    """An estimate, on the high side, of run_trace's peak memory in bytes, from the model's parameter bytes and its
+    config (measured peaks: depth 4, batch 8 x 64, 2.1 GB, estimated 2.7 GB; the 561M model at batch 1 x 64,
+    11.6 GB, estimated 12.2 GB; depth 8 at batch 16 x 512, killed at 22 GB, estimated 30 GB):
+    - five copies of the weights: themselves, their gradients, AdamW's two moments, the optimizer's temporaries;
+    - per token, about 48 floats per channel and layer (the tracer's cache of every activation, and those autograd
+      keeps for the backward) and 10 per vocabulary entry (logits raw, capped, their softmax, their gradients);
+    - per layer, three copies of the attention weights (B, H, T, T)."""
+    L, C, H, T = config.n_layer, config.n_embd, config.n_head, config.sequence_len
+    V = getattr(config, "padded_vocab_size", config.vocab_size)
+    floats = batch_size * T * (48 * L * C + 10 * V) + 3 * L * batch_size * H * T * T
+    return 5 * parameter_bytes + 4 * floats + BASELINE
+
+
 def run_trace(impl, settings, on_iteration=None):
     """Train impl.GPT for settings.num_iterations AdamW steps on the built-in text, tracing each
     forward and backward, and summarise the last traced iteration as a TraceResult.
@@ -46,7 +63,10 @@ def run_trace(impl, settings, on_iteration=None):
     torch.manual_seed(settings.seed)
     card = settings.card
     config = impl.GPTConfig(**settings.config)
-    model = impl.GPT(config)
+    try:
+        model = impl.GPT(config)
+    except ValueError as e:  # the implementation's own refusal, e.g. a model too large for this machine
+        raise TraceError(f"the implementation refuses to build the model: {e}") from None
     model.init_weights()  # the contract does not promise that the constructor initialises
     model.train()
     # foreach=False: no temporary copies of every state at once, which matters at 561M parameters
