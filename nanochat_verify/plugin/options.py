@@ -72,6 +72,15 @@ def pytest_configure(config):
     config.stash[SETTINGS_KEY], config.stash[SPEC_KEY] = settings, spec
 
 
+def pytest_report_header(config):
+    """What the engine tests run of the implementation's engine.py, and what they leave out (its tokenizer and
+    checkpoint imports): said at the top of every run."""
+    if IMPL_KEY not in config.stash:
+        return None
+    from nanochat_verify.contract import engine_of
+    return engine_of(config.stash[IMPL_KEY]).describe() + " (tests/test_engine.py hands Engine a StubTokenizer)"
+
+
 def is_own_implementation(config):
     """Whether the implementation under test is this project's own model (not a fork's, not a copy)."""
     return is_own_model(source_path(config.stash[IMPL_KEY]))
