@@ -23,6 +23,12 @@ from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
 pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.mutation")]
 
 OWN_SOURCE = OWN_MODEL.read_text() if OWN_MODEL else ""  # tooling tests run in the kit's checkout only
+OWN_SOURCES = {"gpt": OWN_SOURCE, "engine": (OWN_MODEL.parent / "engine.py").read_text() if OWN_MODEL else ""}
+
+
+def own_source(m):
+    """The text of this project's module that the mutant edits: nanochat/gpt.py, or nanochat/engine.py."""
+    return OWN_SOURCES[m.module]
 SCORED = [m for m in MUTANTS if not m.equivalent]
 UPSTREAM_92D = Path(SOURCE_ROOT or ".").parent / "shared" / "upstream" / "nanochat-92d63d4" / "nanochat" / "gpt.py"
 needs_shared = pytest.mark.skipif(not UPSTREAM_92D.is_file(), reason="needs ../shared/upstream beside the checkout "
@@ -46,15 +52,16 @@ PASSING = {"tests": {"tests/test_x.py::test_0": {"outcome": "passed"}}}
 # ---- the catalog --------------------------------------------------------------------------------
 
 def test_every_mutant_applies_to_the_project_model_and_changes_it():
-    """Each catalog entry finds its target text in nanochat/gpt.py exactly once and changes the source."""
+    """Each catalog entry finds its target text in nanochat/gpt.py (or engine.py, module "engine") exactly once and
+    changes the source."""
     for m in MUTANTS:
-        assert m.apply(OWN_SOURCE) != OWN_SOURCE, m.name
+        assert m.apply(own_source(m)) != own_source(m), m.name
 
 
 def test_every_mutated_source_compiles():
     """Every mutant of nanochat/gpt.py is valid Python, so a failing run is the suite's doing."""
     for m in MUTANTS:
-        compile(m.apply(OWN_SOURCE), f"<mutant {m.name}>", "exec")
+        compile(m.apply(own_source(m)), f"<mutant {m.name}>", "exec")
 
 
 def test_mutant_names_are_unique_snake_case():
@@ -91,7 +98,7 @@ def test_no_two_mutants_make_the_same_change():
     """The catalog counts distinct bugs: no two entries apply the same edits or append the same override."""
     changes = {}
     for m in MUTANTS:
-        changes.setdefault(m.apply(OWN_SOURCE), []).append(m.name)
+        changes.setdefault((m.module, m.apply(own_source(m))), []).append(m.name)
     assert [names for names in changes.values() if len(names) > 1] == []
 
 
@@ -117,7 +124,7 @@ def test_every_edit_anchors_on_code_never_on_a_comment_or_a_docstring():
     card = load_card()
     anchored_on_prose = []
     for m in MUTANTS:
-        source = OWN_SOURCE
+        source = own_source(m)
         for old, new in m.texts(card):
             at = source.index(old)
             if any(a < at + len(old) and at < b for a, b in comment_and_docstring_spans(source)):
@@ -249,10 +256,9 @@ def test_runner_maps_each_run_to_its_mutant_status():
 @pytest.mark.parametrize("name, reason", [
     ("flash_advance_row0_only", "overrides FlashKVCache, which this implementation does not define"),
     ("smear_uses_next", "overrides GPT._smear, which this implementation does not define"),
-    ("topk_keeps_k_plus_one", "breaks an extra of this project's nanochat/gpt.py"),
-    ("default_seed_0", "breaks an extra of this project's nanochat/gpt.py"),
+    ("top_k_zero_rejected", "breaks an extra of this project's nanochat/gpt.py"),
     ("rope_compute_in_bf16", "which this card keeps 'compute', not bfloat16"),
-], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-generate", "changes-generates-seed",
+], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-a-validation-extra",
         "rope-in-the-tables-dtype-under-float32-tables"])
 def test_mutants_that_cannot_act_on_a_checkout_are_not_applicable_to_it(name, reason):
     """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error) or change
@@ -261,6 +267,14 @@ def test_mutants_that_cannot_act_on_a_checkout_are_not_applicable_to_it(name, re
     mutated, why = mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))
     assert mutated is None and reason in why, why
     assert mutation.mutate(mutant, OWN_SOURCE, True, load_card(None))[0] is not None
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["topk_keeps_k_plus_one", "default_seed_0"])
+def test_mutants_of_generate_act_on_a_checkouts_generate(name):
+    """GPT.generate is part of the contract: a mutant whose text is in nanochat 92d63d4's generate applies to it."""
+    mutant = next(m for m in MUTANTS if m.name == name)
+    assert mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))[0] is not None
 
 
 def test_text_mutants_are_not_applicable_to_another_implementation(tmp_path):
