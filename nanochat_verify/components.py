@@ -96,8 +96,11 @@ COMPONENTS = (
        ["GPT.forward"]),
     _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
        ["GPT.forward"]),
-    _c("scaling", 10, "Model scaling ({target_millions}M target)",
-       [("parameter_count", "closed-form parameter counts")], ["GPT.__init__", "GPT.estimate_flops"]),
+    _c("scaling", 10, "Model scaling ({target_millions}M target)", [
+        ("parameter_count", "closed-form parameter counts"),
+        ("cost_estimates", "FLOPs, parameter groups and KV bytes the model estimates, from closed forms"),
+    ], ["GPT.__init__", "GPT.num_matmul_params", "GPT.estimate_flops", "GPT.num_scaling_params",
+        "GPT.estimate_decode_flops", "GPT.estimate_prefill_flops", "GPT.kv_bytes_per_token", "GPT.kv_read_bytes"]),
     _c("loss", 11, "Loss computation", [("cross_entropy", "cross-entropy with ignore_index=-1")],
        ["GPT.forward"]),
     _c("gradients", 12, "Gradient flow", [("backward", "which parameters receive gradient, and when")],
