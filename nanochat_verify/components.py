@@ -134,9 +134,11 @@ COMPONENTS = (
 )
 
 SUPPORTING = (
-    _c("inference", None, "Inference: KV cache and generation", [
+    _c("inference", None, "Inference: KV cache, sampling and the engine", [
         ("kv_cache", "incremental decoding equals one full forward"),
-        ("generate", "sampling stream"),
+        ("generate", "GPT.generate: the sampling stream"),
+        ("sampling", "the engine's sample_next_token: argmax at T=0, softmax(logits/T) over the top k"),
+        ("engine", "a batch-1 prefill copied into n rows (KVCache.prefill), n streams decoded at once (Engine)"),
     ], ["GPT.generate"]),
     _c("flash_cache", None, "Inference: flash-attention-style KV cache", [
         ("layout", "(L, B, T, H_kv, D) storage, cache_seqlens, advance after the last layer"),
