@@ -91,7 +91,8 @@ def neutralize(model, keep=()):
                 if isinstance(getattr(model, name, None), torch.nn.Parameter):
                     getattr(model, name).fill_(value)
     if "value_embeddings" not in keep:
-        for ve in getattr(model, "value_embeds", {}).values():
+        tables = getattr(model, "value_embeds", {})  # a ModuleDict by layer; a ModuleList in some nanochats
+        for ve in (tables.values() if hasattr(tables, "values") else tables):
             ve.weight.zero_()
     return model
 
