@@ -75,8 +75,8 @@ class KVCache:
         self.kv_cache = torch.empty(shape, dtype=other.kv_cache.dtype, device=other.kv_cache.device)
         self.kv_cache[..., :t, :] = other.kv_cache[..., :t, :]  # a batch of 1 broadcasts to every row
         self.pos = t
-        if other.prev_embedding is not None:
-            self.prev_embedding = other.prev_embedding.expand(self.batch_size, -1, -1).clone()
+        if other.prev_embedding is not None:  # (1 or B, 1, C): one per row, a copy the rows own
+            self.prev_embedding = other.prev_embedding.repeat(self.batch_size // other.batch_size, 1, 1)
 
     def _grow(self, needed):
         # double the capacity (amortised O(1) per token), at least to what is needed now
@@ -160,10 +160,10 @@ class Engine:
             max_tokens = model.rotary_seq_len - len(tokens)
         device = model.lm_head.weight.device
         rng = torch.Generator(device=device).manual_seed(seed)
-        # 1) the prompt once, at batch 1
+        # 1) the prompt once, at batch 1: its forward is paid once whatever num_samples is
         prompt = KVCache(1, c.n_kv_head, len(tokens), c.head_dim, c.n_layer)
         logits = model(torch.tensor([tokens], device=device), kv_cache=prompt)[:, -1, :]
-        # 2) its cache copied into every row; every row starts from the prompt's logits
+        # 2) its cache copied into every row; each row draws its first token from the prompt's logits
         cache = KVCache(num_samples, c.n_kv_head, len(tokens) + max_tokens, c.head_dim, c.n_layer)
         cache.prefill(prompt)
         logits = logits.expand(num_samples, -1)

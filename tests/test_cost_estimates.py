@@ -91,7 +91,9 @@ def attention_width(config):
 
 
 def contexts(config):
-    """Context lengths up to the sequence: 1, below the short window, between short and long, the sequence."""
+    """Context lengths up to the sequence: 1, below the short window, between short and long, the sequence. (Past
+    the sequence, how far a layer without a window looks back is the implementation's own choice: nanochat 92d63d4
+    windows its long layers at sequence_len, this project's model without windows attends to everything.)"""
     T = config.sequence_len
     return sorted({1, min(100, T), min(300, T), T})
 
