@@ -254,19 +254,23 @@ def test_runner_maps_each_run_to_its_mutant_status():
 
 @needs_shared
 @pytest.mark.parametrize("name, reason", [
-    ("flash_advance_row0_only", "overrides FlashKVCache, which this implementation does not define"),
+    (M("probe", "flash_cache.layout", "probe", append="FlashKVCache.advance = FlashKVCache.reset\n", module="engine"),
+     "overrides FlashKVCache, which this implementation does not define"),
     ("smear_uses_next", "overrides GPT._smear, which this implementation does not define"),
     ("top_k_zero_rejected", "breaks an extra of this project's nanochat/gpt.py"),
+    ("kvcache_reset_keeps_smear", "breaks an extra of this project's nanochat/engine.py"),
     ("rope_compute_in_bf16", "which this card keeps 'compute', not bfloat16"),
 ], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-a-validation-extra",
-        "rope-in-the-tables-dtype-under-float32-tables"])
+        "overrides-our-own-caches-internals", "rope-in-the-tables-dtype-under-float32-tables"])
 def test_mutants_that_cannot_act_on_a_checkout_are_not_applicable_to_it(name, reason):
-    """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error) or change
-    nothing the suite runs (survive) is not applicable, with the reason; on the project's model it applies."""
-    mutant = next(m for m in MUTANTS if m.name == name)
-    mutated, why = mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))
+    """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error), crash on names
+    of this project's own code (a false kill) or change nothing the suite runs (survive) is not applicable, with
+    the reason; on the project's model it applies. Each is applied to the module it edits (gpt.py or engine.py)."""
+    mutant = name if not isinstance(name, str) else next(m for m in MUTANTS if m.name == name)
+    upstream = (UPSTREAM_92D.parent / mutant.file_name).read_text()
+    mutated, why = mutation.mutate(mutant, upstream, False, load_card("nanochat-92d63d4"))
     assert mutated is None and reason in why, why
-    assert mutation.mutate(mutant, OWN_SOURCE, True, load_card(None))[0] is not None
+    assert mutation.mutate(mutant, own_source(mutant), True, load_card(None))[0] is not None
 
 
 @needs_shared

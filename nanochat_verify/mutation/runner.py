@@ -178,7 +178,8 @@ def mutate(mutant, source, own_target, card=None):
     Not applying to another implementation is expected; to the project's own gpt.py it means the
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     if not own_target and (mutant.own_only or mutant.target in PROJECT_ONLY_TARGETS):
-        return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
+        return None, (f"mutant {mutant.name} breaks an extra of this project's nanochat/{mutant.file_name}, not part "
+                      f"of the contract")
     reason = unobservable_here(mutant, card)
     if reason:
         return None, reason

@@ -12,8 +12,9 @@ make the same change (tests/test_mutation.py checks both). How the catalog grew,
     # or: append = '''...'''              an override that rebinds a contract name (norm, apply_rotary_emb,
     #                                       GPT.forward...) to a broken wrapper: it applies to any implementation
     # flags: equivalent (with the argument in `bug`, starting "equivalent: "), own_only (breaks an extra of
-    # this project's model), needs_cuda, needs_bf16_tables, card_values (the edits are templates of the card's
-    # values: {softcap!r}, {softcap_doubled!r}, {rope_base:g})
+    # this project's model, or overrides its own code: the internals of its engine's caches), needs_cuda,
+    # needs_bf16_tables, card_values (the edits are templates of the card's values: {softcap!r},
+    # {softcap_doubled!r}, {rope_base:g})
     # module = "engine": the edits and the append apply to the engine.py beside gpt.py (its KV cache, sampler and
     # Engine; an append there patches them, e.g. `KVCache.reset = _broken_reset`)
 
