@@ -296,13 +296,65 @@ class GPT(nn.Module):
         if c.backout:
             nn.init.constant_(self.backout_lambda, 0.2)
 
+    # ---- cost estimates (nanochat's): what training and inference cost, from the config alone ----
+
+    def num_matmul_params(self):
+        """The weights that multiply the token stream, every nn.Linear (the gates included): 2 FLOPs each per
+        token in the forward pass. Embeddings are lookups and the lambdas scalars: no matmul."""
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+
     def estimate_flops(self):
-        """Training FLOPs per token: 6 per matmul weight, plus attention over each layer's window
-        (PaLM, Chowdhery et al. 2022, app. B). Embeddings are lookups and the lambdas scalars: no matmul."""
+        """Training FLOPs per token: 6 per matmul weight (forward 2, backward 4), plus attention over each
+        layer's window, at most the sequence (PaLM, Chowdhery et al. 2022, app. B)."""
         c = self.config
-        n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        n_matmul = self.num_matmul_params()
         seen = [c.sequence_len if w is None else min(w, c.sequence_len) for w in c.window_sizes()]
         return 6 * n_matmul + sum(12 * c.n_head * c.head_dim * t for t in seen)
+
+    def num_scaling_params(self):
+        """Parameter counts by group, for scaling laws ('total' is Chinchilla's count: all of them): the token
+        embedding, the value embeddings, the LM head, the blocks' matrices, and the scalars (the lambdas, and
+        the smear gate, grouped with them as in nanochat)."""
+        def count(module):
+            return sum(p.numel() for p in module.parameters())
+        value_embeds = getattr(self, "value_embeds", None)  # there with value embeddings on only
+        groups = dict(wte=count(self.transformer.wte), value_embeds=0 if value_embeds is None else count(value_embeds),
+                      lm_head=count(self.lm_head), transformer_matrices=count(self.transformer.h))
+        groups["scalars"] = count(self) - sum(groups.values())
+        groups["total"] = count(self)
+        return groups
+
+    def _keys_seen(self, context_len):
+        """Per layer, how many of `context_len` cached positions a decoded token attends to: its window's."""
+        return [context_len if w is None else min(context_len, w) for w in self.config.window_sizes()]
+
+    def estimate_decode_flops(self, context_len):
+        """Forward FLOPs to decode one token after `context_len` positions: 2 per matmul weight, plus 4 *
+        n_head * head_dim per key attended (scores and weighted values), over min(context_len, W) keys in a
+        layer of window W."""
+        c = self.config
+        return 2 * self.num_matmul_params() + sum(4 * c.n_head * c.head_dim * k for k in self._keys_seen(context_len))
+
+    def estimate_prefill_flops(self, num_tokens):
+        """Forward FLOPs to prefill a prompt of `num_tokens`: 2 per matmul weight and token, plus attention
+        over the keys each token sees, causally: token t (from 1) sees min(t, W) in a layer of window W."""
+        c = self.config
+        attended = 0
+        for w in self._keys_seen(num_tokens):  # a ramp from 1 up to w keys, then w for every later token
+            attended += w * (2 * num_tokens - w + 1) // 2
+        return 2 * self.num_matmul_params() * num_tokens + 4 * c.n_head * c.head_dim * attended
+
+    def kv_bytes_per_token(self):
+        """Bytes of KV cache one position takes, per row: a key and a value of n_kv_head * head_dim in each
+        layer, in the dtype c_k computes the keys in (the cache keeps it)."""
+        c = self.config
+        return c.n_layer * 2 * c.n_kv_head * c.head_dim * self.transformer.h[0].attn.c_k.weight.element_size()
+
+    def kv_read_bytes(self, context_len):
+        """Bytes of KV cache one decode step reads after `context_len` positions, per row: each layer reads
+        the keys and values of the positions its window covers."""
+        per_layer_position = self.kv_bytes_per_token() // self.config.n_layer
+        return sum(per_layer_position * k for k in self._keys_seen(context_len))
 
     def forward(self, idx, targets=None, kv_cache=None, loss_reduction="mean"):
         T0 = self._cache_position(kv_cache)

@@ -152,8 +152,11 @@ COMPONENTS = (
        ["GPT.forward"], parameters=[_core("lm_head")]),
     _c("final_norm", 9, "Final RMSNorm", [("before_lm_head", "unit-RMS input to the LM head")],
        ["GPT.forward"]),
-    _c("scaling", 10, "Model scaling ({target_millions}M target)",
-       [("parameter_count", "closed-form parameter counts")], ["GPT.__init__", "GPT.estimate_flops"]),
+    _c("scaling", 10, "Model scaling ({target_millions}M target)", [
+        ("parameter_count", "closed-form parameter counts"),
+        ("cost_estimates", "FLOPs, parameter groups and KV bytes the model estimates, from closed forms"),
+    ], ["GPT.__init__", "GPT.num_matmul_params", "GPT.estimate_flops", "GPT.num_scaling_params",
+        "GPT.estimate_decode_flops", "GPT.estimate_prefill_flops", "GPT.kv_bytes_per_token", "GPT.kv_read_bytes"]),
     _c("loss", 11, "Loss computation", [("cross_entropy", "cross-entropy with ignore_index=-1")],
        ["GPT.forward"]),
     _c("gradients", 12, "Gradient flow", [("backward", "which parameters receive gradient, and when")],
@@ -219,9 +222,11 @@ COMPONENTS = (
 )
 
 SUPPORTING = (
-    _c("inference", None, "Inference: KV cache and generation", [
+    _c("inference", None, "Inference: KV cache, sampling and the engine", [
         ("kv_cache", "incremental decoding equals one full forward"),
-        ("generate", "sampling stream"),
+        ("generate", "GPT.generate: the sampling stream"),
+        ("sampling", "the engine's sample_next_token: argmax at T=0, softmax(logits/T) over the top k"),
+        ("engine", "a batch-1 prefill copied into n rows (KVCache.prefill), n streams decoded at once (Engine)"),
     ], ["GPT.generate"]),
     _c("flash_cache", None, "Inference: flash-attention-style KV cache", [
         ("layout", "(L, B, T, H_kv, D) storage, cache_seqlens, advance after the last layer"),

@@ -24,6 +24,12 @@ from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
 pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.mutation")]
 
 OWN_SOURCE = OWN_MODEL.read_text() if OWN_MODEL else ""  # tooling tests run in the kit's checkout only
+OWN_SOURCES = {"gpt": OWN_SOURCE, "engine": (OWN_MODEL.parent / "engine.py").read_text() if OWN_MODEL else ""}
+
+
+def own_source(m):
+    """The text of this project's module that the mutant edits: nanochat/gpt.py, or nanochat/engine.py."""
+    return OWN_SOURCES[m.module]
 SCORED = [m for m in MUTANTS if not m.equivalent]
 UPSTREAM_92D = Path(SOURCE_ROOT or ".").parent / "shared" / "upstream" / "nanochat-92d63d4" / "nanochat" / "gpt.py"
 needs_shared = pytest.mark.skipif(not UPSTREAM_92D.is_file(), reason="needs ../shared/upstream beside the checkout "
@@ -47,15 +53,16 @@ PASSING = {"tests": {"tests/test_x.py::test_0": {"outcome": "passed"}}}
 # ---- the catalog --------------------------------------------------------------------------------
 
 def test_every_mutant_applies_to_the_project_model_and_changes_it():
-    """Each catalog entry finds its target text in nanochat/gpt.py exactly once and changes the source."""
+    """Each catalog entry finds its target text in nanochat/gpt.py (or engine.py, module "engine") exactly once and
+    changes the source."""
     for m in MUTANTS:
-        assert m.apply(OWN_SOURCE) != OWN_SOURCE, m.name
+        assert m.apply(own_source(m)) != own_source(m), m.name
 
 
 def test_every_mutated_source_compiles():
     """Every mutant of nanochat/gpt.py is valid Python, so a failing run is the suite's doing."""
     for m in MUTANTS:
-        compile(m.apply(OWN_SOURCE), f"<mutant {m.name}>", "exec")
+        compile(m.apply(own_source(m)), f"<mutant {m.name}>", "exec")
 
 
 def test_mutant_names_are_unique_snake_case():
@@ -92,7 +99,7 @@ def test_no_two_mutants_make_the_same_change():
     """The catalog counts distinct bugs: no two entries apply the same edits or append the same override."""
     changes = {}
     for m in MUTANTS:
-        changes.setdefault(m.apply(OWN_SOURCE), []).append(m.name)
+        changes.setdefault((m.module, m.apply(own_source(m))), []).append(m.name)
     assert [names for names in changes.values() if len(names) > 1] == []
 
 
@@ -118,7 +125,7 @@ def test_every_edit_anchors_on_code_never_on_a_comment_or_a_docstring():
     card = load_card()
     anchored_on_prose = []
     for m in MUTANTS:
-        source = OWN_SOURCE
+        source = own_source(m)
         for old, new in m.texts(card):
             at = source.index(old)
             if any(a < at + len(old) and at < b for a, b in comment_and_docstring_spans(source)):
@@ -248,20 +255,31 @@ def test_runner_maps_each_run_to_its_mutant_status():
 
 @needs_shared
 @pytest.mark.parametrize("name, reason", [
-    ("flash_advance_row0_only", "overrides FlashKVCache, which this implementation does not define"),
+    (M("probe", "flash_cache.layout", "probe", append="FlashKVCache.advance = FlashKVCache.reset\n", module="engine"),
+     "overrides FlashKVCache, which this implementation does not define"),
     ("smear_uses_next", "overrides GPT._smear, which this implementation does not define"),
-    ("topk_keeps_k_plus_one", "breaks an extra of this project's nanochat/gpt.py"),
-    ("default_seed_0", "breaks an extra of this project's nanochat/gpt.py"),
+    ("top_k_zero_rejected", "breaks an extra of this project's nanochat/gpt.py"),
+    ("kvcache_reset_keeps_smear", "breaks an extra of this project's nanochat/engine.py"),
     ("rope_compute_in_bf16", "which this card keeps 'compute', not bfloat16"),
-], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-generate", "changes-generates-seed",
-        "rope-in-the-tables-dtype-under-float32-tables"])
+], ids=["rebinds-a-class-it-lacks", "replaces-a-method-its-class-lacks", "breaks-a-validation-extra",
+        "overrides-our-own-caches-internals", "rope-in-the-tables-dtype-under-float32-tables"])
 def test_mutants_that_cannot_act_on_a_checkout_are_not_applicable_to_it(name, reason):
-    """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error) or change
-    nothing the suite runs (survive) is not applicable, with the reason; on the project's model it applies."""
-    mutant = next(m for m in MUTANTS if m.name == name)
-    mutated, why = mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))
+    """On nanochat 92d63d4 under its card, a mutant that could only fail to import (harness error), crash on names
+    of this project's own code (a false kill) or change nothing the suite runs (survive) is not applicable, with
+    the reason; on the project's model it applies. Each is applied to the module it edits (gpt.py or engine.py)."""
+    mutant = name if not isinstance(name, str) else next(m for m in MUTANTS if m.name == name)
+    upstream = (UPSTREAM_92D.parent / mutant.file_name).read_text()
+    mutated, why = mutation.mutate(mutant, upstream, False, load_card("nanochat-92d63d4"))
     assert mutated is None and reason in why, why
-    assert mutation.mutate(mutant, OWN_SOURCE, True, load_card(None))[0] is not None
+    assert mutation.mutate(mutant, own_source(mutant), True, load_card(None))[0] is not None
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["topk_keeps_k_plus_one", "default_seed_0"])
+def test_mutants_of_generate_act_on_a_checkouts_generate(name):
+    """GPT.generate is part of the contract: a mutant whose text is in nanochat 92d63d4's generate applies to it."""
+    mutant = next(m for m in MUTANTS if m.name == name)
+    assert mutation.mutate(mutant, UPSTREAM_92D.read_text(), False, load_card("nanochat-92d63d4"))[0] is not None
 
 
 def test_text_mutants_are_not_applicable_to_another_implementation(tmp_path):

@@ -83,7 +83,8 @@ def expected_shapes(B, T, C, V, L, H, HKV):
 
 # sub-components a trace shows otherwise than as a cached tensor: through the derived attention
 # pattern (causal mask, softmax), the parameter gradients, and the scaling table of the command line
-SHOWN_OTHERWISE = {"attention.causal_mask", "attention.softmax", "gradients.backward", "scaling.parameter_count"}
+SHOWN_OTHERWISE = {"attention.causal_mask", "attention.softmax", "gradients.backward", "scaling.parameter_count",
+                   "scaling.cost_estimates"}  # the scaling analysis prints the counts and estimate_flops
 
 
 def build(impl, seed=0):

@@ -1,7 +1,7 @@
 """
 The KV cache as part of the contract. The inference tests use the cache of the implementation under test:
-`engine.KVCache` of its package (read out of `engine.py` without importing the rest of that module), else a
-`KVCache` of the implementation's module. Two styles are understood:
+`engine.KVCache` of its package (read out of `engine.py` without importing the rest of that module: see
+engine.py here), else a `KVCache` of the implementation's module. Two styles are understood:
 
 - insert_kv (nanochat a088b7a, this project): `KVCache(batch_size, num_heads, seq_len, head_dim,
   num_layers)`; attention calls `insert_kv(layer_idx, k, v)` and gets the whole prefix back; the
@@ -14,11 +14,9 @@ Both offer `get_pos()` and `reset()`.
 
 import inspect
 from contextlib import contextmanager
-from pathlib import Path
 
+from nanochat_verify.contract.engine import engine_of
 from nanochat_verify.contract.interface import InterfaceDiffers, cache_difference
-from nanochat_verify.contract.loading import package_context_of
-from nanochat_verify.contract.packages import extract_class
 
 
 class NoCache(InterfaceDiffers):
@@ -27,13 +25,9 @@ class NoCache(InterfaceDiffers):
 
 def cache_class(impl):
     """The KV cache class the implementation under test is used with (see the module docstring)."""
-    context = package_context_of(impl)
-    if context:
-        engine = Path(context[0]) / "engine.py"
-        if engine.is_file():
-            cls = extract_class(engine, "KVCache", f"{context[1]}.engine", package=context)
-            if cls is not None:
-                return cls
+    engine = engine_of(impl)
+    if engine.has("KVCache"):
+        return engine.get("KVCache")
     if hasattr(impl, "KVCache"):
         return impl.KVCache
     raise NoCache("the implementation has no KV cache (no engine.KVCache in its package, no KVCache in its module)")
@@ -48,11 +42,9 @@ def flash_cache_class(impl):
         cls = None
     if cls is not None and hasattr(cls, "get_layer_cache"):
         return cls
-    context = package_context_of(impl)
-    if context and (Path(context[0]) / "engine.py").is_file():
-        flash = extract_class(Path(context[0]) / "engine.py", "FlashKVCache", f"{context[1]}.engine", package=context)
-        if flash is not None:
-            return flash
+    engine = engine_of(impl)
+    if engine.has("FlashKVCache"):
+        return engine.get("FlashKVCache")
     if hasattr(impl, "FlashKVCache"):
         return impl.FlashKVCache
     raise NoCache("the implementation has no flash-attention-style KV cache (get_layer_cache, cache_seqlens, advance)")

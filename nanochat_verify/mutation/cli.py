@@ -18,7 +18,8 @@ from nanochat_verify.exits import Exit
 from nanochat_verify.mutation.catalog import MUTANTS
 from nanochat_verify.findings import FindingsError, read_findings
 from nanochat_verify.mutation.runner import (DEFAULT_CONTROL_LIMIT, BadOption, CatalogBug, ControlFailed, HarnessFailure, diff,
-                                             exit_status, fingerprint_of, resolve_target, run_catalog, to_json, totals)
+                                             exit_status, fingerprint_of, module_source, resolve_target, run_catalog,
+                                             to_json, totals)
 from nanochat_verify.paths import display, state_dir
 from nanochat_verify.records import why_unwritable
 
@@ -201,7 +202,13 @@ def _main(args, extra, console):
         if args.diff:
             path, own = resolve_target(args.gpt_impl)
             (m,) = select(catalog, [args.diff])
-            sys.stdout.write(diff(m, path.read_text(), display(path, args.root), own, card))
+            source = module_source(m, path.read_text(), path)
+            if source is None:
+                sys.stdout.write(f"{m.name}: not applicable to {display(path, args.root)}: it has no "
+                                 f"{m.file_name} beside it\n")
+                return Exit.OK
+            shown = path if m.module == "gpt" else path.parent / m.file_name
+            sys.stdout.write(diff(m, source, display(shown, args.root), own, card))
             return Exit.OK
 
         path, _ = resolve_target(args.gpt_impl)

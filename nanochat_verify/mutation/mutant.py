@@ -2,7 +2,8 @@
 A mutant: one small, deliberate, realistic bug in a contract implementation. The catalog
 (nanochat_verify/mutation/catalog/) holds them by component; runner.py says how they are run.
 
-A mutant is applied to the *source text* of an implementation, in one or both of two ways:
+A mutant is applied to the *source text* of one module of an implementation (`module`: "gpt", the default,
+or "engine", the engine.py beside it in its package), in one or both of two ways:
 
 - `edits`: exact-text substitutions `(old, new)`, applied in order. Each `old` must occur exactly
   once in the text at that point, else the mutant does not apply (`NotApplicable`): a catalog bug
@@ -36,10 +37,15 @@ class Mutant:
     edits: tuple[tuple[str, str], ...] = ()
     append: str = ""
     equivalent: bool = False
-    own_only: bool = False  # breaks a project extra (generate, ValueErrors) or our engine: not for other implementations
+    own_only: bool = False  # breaks a project extra (its ValueErrors) or our own code: not for other implementations
     needs_cuda: bool = False  # only observable on a CUDA device (e.g. a tensor made on the CPU): not run without one
     needs_bf16_tables: bool = False  # only a bug where the card keeps the rotary tables in bfloat16
     card_values: bool = False  # the edit texts are templates of the card's values (see card_values())
+    module: str = "gpt"  # the module of the implementation's package the mutant edits: gpt (gpt.py) or engine
+
+    @property
+    def file_name(self):
+        return f"{self.module}.py"
 
     def missing_names(self, source):
         """Top-level names the `append` override uses that neither it nor `source` defines (an override of
@@ -125,10 +131,13 @@ def _code(text):
 
 
 def M(name, target, description, *edits, append="", equivalent=False, own_only=False, needs_cuda=False,
-      needs_bf16_tables=False, card_values=False):
+      needs_bf16_tables=False, card_values=False, module="gpt"):
     """A mutant written in Python (the tests' probes; the catalog itself is TOML)."""
     return Mutant(name, target, description, tuple(edits), _code(append) if append else "", equivalent, own_only,
-                  needs_cuda, needs_bf16_tables, card_values)
+                  needs_cuda, needs_bf16_tables, card_values, module)
+
+
+MODULES = ("gpt", "engine")  # the modules of a nanochat package a mutant may edit
 
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

@@ -31,7 +31,7 @@ How it runs: an unmutated copy (the *control*) must pass the suite, else nothing
 run is `pytest -x --gpt-impl COPY --prioritize-component ID`, so it stops at the first failure
 and starts with the tests of the component the mutant breaks (then the rest of its table row, then
 the oracle and validation tests, then the others). A copy of the project's own gpt.py also gets
-`--with-extras`, so its `project_only` tests (ValueErrors, generate, estimate_flops) run too; another
+`--with-extras`, so its `project_only` tests (its ValueErrors) run too; another
 implementation is verified on the contract alone, and the mutants of project-only features
 (`own_only`) are not applicable to it. On Linux one parent process imports torch, pytest and hypothesis once and
 forks a child per mutant (single-threaded when --jobs > 1); elsewhere, or once the parent has
@@ -135,27 +135,43 @@ def apply_mutant(mutant, source, card=None):
     return mutant.apply(source, card)
 
 
-def write_copy(workdir, name, text, source_path):
+def write_copy(workdir, name, text, source_path, module_file=None):
     """The file a mutated (or the control) source runs from. A source inside a package folder (a
     nanochat checkout's nanochat/gpt.py, this project's included) gets a package folder of its own, in
     which every other module is a link to the original, so that its `from nanochat.X import ...` still
-    resolve to its own package."""
+    resolve to its own package. With `module_file` (a mutant of the package's engine.py), `text` is that
+    module's and the implementation itself is copied as it is (a link would resolve to the original package)."""
     package = source_path.parent
     if not (package / "__init__.py").is_file():
         copy = workdir / f"{name}.py"
-    else:
-        folder = workdir / name / package.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for module in package.glob("*.py"):
-            if module.name != source_path.name:
-                (folder / module.name).symlink_to(module.resolve())
-        copy = folder / source_path.name
-    copy.write_text(text)
-    return copy
+        copy.write_text(text)
+        return copy
+    folder = workdir / name / package.name
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {module_file or source_path.name: text}
+    if module_file:
+        written[source_path.name] = source_path.read_text()
+    for module in package.glob("*.py"):
+        if module.name not in written:
+            (folder / module.name).symlink_to(module.resolve())
+    for file_name, content in written.items():
+        (folder / file_name).write_text(content)
+    return folder / source_path.name
 
 
-# verified by project_only tests alone (generate, the ValueErrors), which do not run against another implementation
-PROJECT_ONLY_TARGETS = ("inference.generate", "contract.validation")
+def module_source(mutant, source, source_path):
+    """The text a mutant edits: the implementation's own (module "gpt"), or that of the module of its package it
+    names (engine.py beside gpt.py); None when the implementation has no such module."""
+    if mutant.module == "gpt":
+        return source
+    path = source_path.parent / mutant.file_name
+    if not (source_path.parent / "__init__.py").is_file() or not path.is_file():
+        return None
+    return path.read_text()
+
+
+# verified by project_only tests alone (the ValueErrors), which do not run against another implementation
+PROJECT_ONLY_TARGETS = ("contract.validation",)
 
 
 def mutate(mutant, source, own_target, card=None):
@@ -163,7 +179,8 @@ def mutate(mutant, source, own_target, card=None):
     Not applying to another implementation is expected; to the project's own gpt.py it means the
     catalog entry is stale (the code it targets was changed), which `catalog_status` reports."""
     if not own_target and (mutant.own_only or mutant.target in PROJECT_ONLY_TARGETS):
-        return None, f"mutant {mutant.name} breaks an extra of this project's nanochat/gpt.py, not part of the contract"
+        return None, (f"mutant {mutant.name} breaks an extra of this project's nanochat/{mutant.file_name}, not part "
+                      f"of the contract")
     reason = unobservable_here(mutant, card)
     if reason:
         return None, reason
@@ -203,6 +220,7 @@ def catalog_status(own_target):
 
 
 def diff(mutant, source, target_name, own_target=False, card=None):
+    """The mutant as a diff of `source`, the text of the module it edits (`target_name` names that file)."""
     mutated, reason = mutate(mutant, source, own_target, card)
     if mutated is None:
         return f"{mutant.name}: not applicable to {target_name}: {reason}\n"
@@ -445,12 +463,18 @@ def run_catalog(mutants, target_spec, *, card, root, jobs=2, extra=(), timeout=N
             if m.equivalent:
                 result.status = "equivalent"
                 continue
-            mutated, reason = mutate(m, source, own, card)
+            text = module_source(m, source, source_path)
+            if text is None:
+                result.status = catalog_status(own)
+                result.detail = f"mutant {m.name} edits {m.file_name}, which {target_spec} has not beside it"
+                continue
+            mutated, reason = mutate(m, text, own, card)
             if mutated is None:
                 status = "not_applicable" if unobservable_here(m, card) else catalog_status(own)
                 result.status, result.detail = status, reason
                 continue
-            tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path), m.target))
+            module_file = None if m.module == "gpt" else m.file_name
+            tasks.append(Task(m.name, write_copy(workdir, m.name, mutated, source_path, module_file), m.target))
 
         runner = runner or run_tasks
 
@@ -475,7 +499,7 @@ def run_catalog(mutants, target_spec, *, card, root, jobs=2, extra=(), timeout=N
             if progress:
                 progress(r, seconds, len(tasks) - 1)
 
-        # a copy of the project's own model keeps its project_only tests (ValueErrors, generate, flops)
+        # a copy of the project's own model keeps its project_only tests (its ValueErrors)
         arch_args = [f"--architecture={architecture}"] if architecture else []
         suite = [str(SUITE_DIR)] if suite is None else list(suite)
         runner(tasks, workdir, jobs, suite + (["--with-extras"] if own else []) + arch_args + list(extra), timeout,

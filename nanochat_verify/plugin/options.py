@@ -85,12 +85,16 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
+    """The implementation, its card and how the card was chosen; what the engine tests run of the implementation's
+    engine.py, and what they leave out (its tokenizer and checkpoint imports): said at the top of every run."""
     impl = config.stash.get(IMPL_KEY, None)
     if impl is None:
         return None
+    from nanochat_verify.contract import engine_of
     card = config.stash[ARCH_KEY]
     return [f"nanochat-verify: implementation {source_path(impl)}",
-            f"nanochat-verify: architecture {card.name} ({config.stash[HOW_KEY]})"]
+            f"nanochat-verify: architecture {card.name} ({config.stash[HOW_KEY]})",
+            f"nanochat-verify: {engine_of(impl).describe()} (tests/test_engine.py hands Engine a StubTokenizer)"]
 
 
 def import_limit(config, settings):

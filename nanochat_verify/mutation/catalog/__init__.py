@@ -1,8 +1,8 @@
 """
 The mutant catalog: one TOML file per component of the table (nanochat_verify/components.py), each a list of
-`[[mutant]]` tables, the deliberate bugs the suite must catch. Every edit anchors on code of nanochat/gpt.py
-(never on a comment or a docstring), and no two mutants make the same change (tests/test_mutation.py checks
-both). How the catalog grew, round by round, is told in docs/mutation-rounds.md.
+`[[mutant]]` tables, the deliberate bugs the suite must catch. Every edit anchors on code of nanochat/gpt.py, or
+of nanochat/engine.py for a mutant with `module = "engine"` (never on a comment or a docstring), and no two mutants
+make the same change (tests/test_mutation.py checks both). How the catalog grew, round by round, is told in docs/mutation-rounds.md.
 
     [[mutant]]
     name = "mlp_relu"                      # short snake_case, unique
@@ -12,8 +12,11 @@ both). How the catalog grew, round by round, is told in docs/mutation-rounds.md.
     # or: append = '''...'''              an override that rebinds a contract name (norm, apply_rotary_emb,
     #                                       GPT.forward...) to a broken wrapper: it applies to any implementation
     # flags: equivalent (with the argument in `bug`, starting "equivalent: "), own_only (breaks an extra of
-    # this project's model), needs_cuda, needs_bf16_tables, card_values (the edits are templates of the card's
-    # values: {softcap!r}, {softcap_doubled!r}, {rope_base:g})
+    # this project's model, or overrides its own code: the internals of its engine's caches), needs_cuda,
+    # needs_bf16_tables, card_values (the edits are templates of the card's values: {softcap!r},
+    # {softcap_doubled!r}, {rope_base:g})
+    # module = "engine": the edits and the append apply to the engine.py beside gpt.py (its KV cache, sampler and
+    # Engine; an append there patches them, e.g. `KVCache.reset = _broken_reset`)
 
 Check a new entry with `python -m nanochat_verify.mutation --diff NAME`, then `--only NAME`.
 """
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 
 from nanochat_verify.components import ALL
-from nanochat_verify.mutation.mutant import Mutant
+from nanochat_verify.mutation.mutant import MODULES, Mutant
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +34,7 @@ else:  # pragma: no cover - Python 3.10
 
 CATALOG_DIR = Path(__file__).resolve().parent
 KEYS = {"name", "breaks", "bug", "edits", "append", "equivalent", "own_only", "needs_cuda", "needs_bf16_tables",
-        "card_values"}
+        "card_values", "module"}
 
 
 class CatalogFileError(ValueError):
@@ -50,10 +53,14 @@ def read_catalog_file(path):
         if unknown or not {"name", "breaks", "bug"} <= set(entry):
             raise CatalogFileError(f"{path}: mutant {number} ({entry.get('name', '?')}): needs name, breaks and bug"
                                    + (f"; unknown key(s) {', '.join(unknown)}" if unknown else ""))
+        if entry.get("module", "gpt") not in MODULES:
+            raise CatalogFileError(f"{path}: mutant {number} ({entry['name']}): module = {entry['module']!r}; "
+                                   f"expected one of {', '.join(MODULES)}")
         mutants.append(Mutant(entry["name"], entry["breaks"], entry["bug"],
                               tuple(tuple(edit) for edit in entry.get("edits", ())), entry.get("append", ""),
                               *(bool(entry.get(flag, False)) for flag in
-                                ("equivalent", "own_only", "needs_cuda", "needs_bf16_tables", "card_values"))))
+                                ("equivalent", "own_only", "needs_cuda", "needs_bf16_tables", "card_values")),
+                              entry.get("module", "gpt")))
     return mutants
 
 
