@@ -23,9 +23,10 @@ A card may `extends = "other-card"` (a name, or a path relative to the card that
 merged key by key. A card that extends another and does not set its own `name` is named after its file.
 `[replaced]` declares components a fork replaced on purpose (`attention = "NAG attention, see nag_gpt.py"`):
 their tests do not run, and the report shows them as declared. `[extra.<name>]` declares parameters of a part
-the component table does not model (a version's experiment): its `note`, its `parameters` (names in the model)
-and the `neutral` values at which it does nothing, which the tests of the other components set; the parameter
-counts leave them out, and the report lists them.
+the component table does not model (a version's experiment): its `note`, its `parameters` (names in the model),
+the `neutral` values at which it does nothing, which the tests of the other components set, and which of them
+are `matmul` weights (the FLOPs estimates count those); the parameter counts leave them out, and the report
+lists them.
 
 Every value is checked against the schema below before any test runs: its type and range, nested tables
 included; an unknown key is refused with the closest known key suggested. One error line names the file,
@@ -161,7 +162,10 @@ TOP_TABLES = ("target", "init", "replaced", "extra", *FEATURES)
 EXTRA = {"note": TEXT,
          "parameters": Value("any", "a list of parameter names of the model",
                              lambda v: isinstance(v, list) and v and all(isinstance(n, str) and n for n in v)),
-         "neutral": Value("table", "a table of parameter name = the value at which the part does nothing")}
+         "neutral": Value("table", "a table of parameter name = the value at which the part does nothing"),
+         "matmul": Value("any", "a list of its parameters that multiply the token stream (the FLOPs estimates count "
+                                "them as matmul weights; the others are lookups or scalars)",
+                         lambda v: isinstance(v, list) and all(isinstance(n, str) and n for n in v))}
 
 
 class _Checker:
@@ -214,6 +218,9 @@ class _Checker:
             if not isinstance(extra, dict):
                 self.fail(f"extra.{name}", extra, "a table with note, parameters and neutral")
             self.values(extra, EXTRA, f"extra.{name}.", required=("note", "parameters"))
+            for param in extra.get("matmul", []):
+                if param not in extra["parameters"]:
+                    self.fail(f"extra.{name}.matmul", param, f"one of its parameters {extra['parameters']}")
             for param, value in extra.get("neutral", {}).items():
                 if param not in extra["parameters"]:
                     self.fail(f"extra.{name}.neutral.{param}", value, f"one of its parameters {extra['parameters']}")
@@ -428,6 +435,10 @@ class Architecture:
         (the card lists names, or patterns such as value_embeds.*.weight)."""
         return _Patterns(p for extra in self.extras.values() for p in extra["parameters"])
 
+    def extra_matmul_parameters(self):
+        """The extras' parameters that multiply the token stream (`matmul`): FLOPs estimates count them."""
+        return _Patterns(p for extra in self.extras.values() for p in extra.get("matmul", []))
+
     def describe(self):
         """The card's values as (name, value) rows, for reports and the tracer."""
         rows = [("softcap", f"{self.softcap:g}·tanh(x/{self.softcap:g}), logits {self.logits_dtype}"),
@@ -541,6 +552,7 @@ def _build(data, path, overrides):
                           for f in FEATURES},
         init={key: InitRule(**rule) for key, rule in data.get("init", {}).items()},
         replaced_components=dict(data.get("replaced", {})),
-        extras={name: {"note": e["note"], "parameters": list(e["parameters"]), "neutral": dict(e.get("neutral", {}))}
+        extras={name: {"note": e["note"], "parameters": list(e["parameters"]), "neutral": dict(e.get("neutral", {})),
+                       "matmul": list(e.get("matmul", []))}
                 for name, e in data.get("extra", {}).items()},
         overrides=dict(overrides))
