@@ -7,7 +7,7 @@ values the architecture is made of (softcap, RoPE base, rotary table length and 
 init rules...) and, for each modern component of the table (nanochat_verify/components.py), a table that
 says whether the architecture has it (`presence`), the GPTConfig keywords that switch it on (`switch`) and,
 for one that is always on, those that switch it off (`off`, used by the tests of the other components), and its
-values. The tests, the naive oracle, the tracer and COVERAGE.md read the card; no architecture
+values; a component whose table no card of the chain has is absent. The tests, the naive oracle, the tracer and COVERAGE.md read the card; no architecture
 literal lives anywhere else.
 
 Which card: `--architecture NAME_OR_PATH` (pytest and every tool of the kit), else the
@@ -168,6 +168,11 @@ EXTRA = {"note": TEXT,
                          lambda v: isinstance(v, list) and all(isinstance(n, str) and n for n in v))}
 
 
+def presence(data, feature):
+    """A feature's presence in a card's merged data: absent where no card of its chain has the feature's table."""
+    return data[feature]["presence"] if feature in data else ABSENT
+
+
 class _Checker:
     """Walks one card's data against the schema, raising a CardError for the first problem."""
 
@@ -204,10 +209,12 @@ class _Checker:
         self.values({k: v for k, v in data.items() if k in CORE}, CORE, required=tuple(CORE))
         self.values(data.get("target", {}), TARGET, "target.", required=tuple(TARGET))
         for feature in FEATURES:
-            table = data.get(feature, {})
+            if feature not in data:  # a card that never mentions a component does not have it
+                continue
+            table = data[feature]
             self.values(table, FEATURE_TABLES[feature], f"{feature}.",
                         required=tuple(k for k in FEATURE_TABLES[feature] if k not in OPTIONAL_FEATURE_KEYS))
-        self.init(data.get("init", {}), {p for c in ALL if not c.feature or data[c.feature]["presence"] != ABSENT
+        self.init(data.get("init", {}), {p for c in ALL if not c.feature or presence(data, c.feature) != ABSENT
                                          for p in (g.name for g in c.parameters)})
         for key, note in data.get("replaced", {}).items():
             if key not in BY_KEY:
@@ -545,10 +552,10 @@ def _build(data, path, overrides):
         qk_gain=float(data["qk_gain"]), mlp_ratio=data["mlp_ratio"], activation=data["activation"],
         min_train_len=data["min_train_len"], kv_cache_grows=data["kv_cache_grows"],
         target_depth=target["depth"], target_millions=target["millions"],
-        features={f: data[f]["presence"] for f in FEATURES},
-        feature_config={f: dict(data[f]["switch"]) for f in FEATURES},
-        feature_off={f: dict(data[f]["off"]) for f in FEATURES if data[f].get("off")},
-        feature_settings={f: {k: v for k, v in data[f].items() if k not in ("presence", "switch", "off")}
+        features={f: presence(data, f) for f in FEATURES},
+        feature_config={f: dict(data.get(f, {}).get("switch", {})) for f in FEATURES},
+        feature_off={f: dict(data[f]["off"]) for f in FEATURES if data.get(f, {}).get("off")},
+        feature_settings={f: {k: v for k, v in data.get(f, {}).items() if k not in ("presence", "switch", "off")}
                           for f in FEATURES},
         init={key: InitRule(**rule) for key, rule in data.get("init", {}).items()},
         replaced_components=dict(data.get("replaced", {})),

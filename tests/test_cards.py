@@ -205,3 +205,15 @@ def test_a_switch_off_of_an_always_on_feature_is_what_the_other_components_tests
     assert not card.active("sliding_window", SimpleNamespace(window_pattern="L"))
     assert card.active("sliding_window", SimpleNamespace(window_pattern="SSSL"))
     assert load_card("seed").config_without() == {}
+
+
+def test_a_component_no_card_of_the_chain_mentions_is_absent(tmp_path):
+    """A card chain without a component's table (a card written before the component existed) does not have it:
+    no presence to declare, its tests not applicable."""
+    import re
+    seed = (SOURCE_ROOT / "nanochat_verify" / "cards" / "seed.toml").read_text()
+    without = re.sub(r"(?ms)^\[smear\]\n.*?(?=^\[)", "", seed)  # the [smear] table, up to the next table
+    without = re.sub(r"(?m)^smear_\w+ = .*\n", "", without)  # and its init rules
+    assert "[smear]" in seed and "[smear]" not in without and "smear_gate" not in without
+    card = load_card(str(card_file(tmp_path, without, name="no_smear.toml")))
+    assert not card.has("smear") and card.has("backout") and card.config_for("backout")

@@ -57,6 +57,23 @@ def test_ci_runs_the_verify_your_fork_commands_as_written():
     assert all(("--expect-failures" in c) == ("a088b7a" in c) for c in fork_commands)
     assert all((ROOT / c.split("--expect-failures")[1].split()[0].lstrip("=")).is_file()
                for c in fork_commands if "--expect-failures" in c)
+    assert not any("--architecture" in c for c in fork_commands)  # each finds its card by itself
+
+
+def test_ci_runs_the_snapshots_of_every_era_and_checks_the_upstream_index():
+    """.ci/run runs maintenance/snapshots.py (the real nanochat at a handful of commits, one per era, each finding
+    its card and failing exactly its findings) and the upstream index's --check; every commit it runs has a
+    snapshot name the index knows."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("snapshots", ROOT / "maintenance" / "snapshots.py")
+    snapshots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshots)
+    commands = ci_commands()
+    assert "python maintenance/snapshots.py" in commands and "python maintenance/upstream_index.py --check" in commands
+    index = json.loads((ROOT / "nanochat_verify" / "cards" / "upstream.json").read_text())
+    versions = {row[2] for row in index["commits"].values()}
+    assert {c for c, _ in snapshots.IN_CI} | set(snapshots.NOT_IMPORTABLE) <= versions
 
 
 def test_the_kit_brings_time_limits_that_a_user_can_change():
@@ -72,7 +89,7 @@ def test_the_kit_brings_time_limits_that_a_user_can_change():
 def test_no_file_names_a_path_of_a_development_machine():
     """Sources and docs name paths relative to the checkout (../shared/SPEC.md), never /work/... or /home/..."""
     files = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / "conftest.py", ROOT / ".ci" / "run"]
-    files += [f for folder in ("nanochat", "tests", "benchmarks") for f in sorted((ROOT / folder).glob("*.*"))
+    files += [f for folder in ("nanochat", "tests", "benchmarks", "maintenance") for f in sorted((ROOT / folder).glob("*.*"))
               if f.suffix in (".py", ".md", ".sh", ".toml")]
     machine_path = re.compile(r"(?<![\w.])/(work|home|root|Users)/\w")
     assert [f.name for f in files if machine_path.search(f.read_text())] == []

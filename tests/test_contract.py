@@ -115,6 +115,25 @@ def test_a_directory_without_a_gpt_py_is_no_such_file(tmp_path):
         load_implementation(str(tmp_path))
 
 
+@pytest.mark.parametrize("line, message", [
+    ("import package_nobody_installed", "importing it needs the module 'package_nobody_installed', which is not "
+                                        "installed"),
+    ("from nanochat.flash_attention import flash_attn", "it imports 'nanochat.flash_attention', which the checkout "
+                                                         "does not have (no "),
+], ids=["a-package-not-installed", "a-module-the-checkout-lacks"])
+def test_an_import_the_checkout_cannot_satisfy_is_one_line_naming_the_module(tmp_path, line, message):
+    """A fork whose gpt.py imports a package that is not installed (triod, kernels), or a module of its own package
+    that the checkout lacks (nanochat 8203efa's flash_attention), is refused in one line naming it."""
+    (tmp_path / "nanochat").mkdir()
+    (tmp_path / "nanochat" / "__init__.py").write_text("")
+    (tmp_path / "nanochat" / "gpt.py").write_text(f"{line}\nclass GPTConfig: pass\nclass GPT: pass\n")
+    with pytest.raises(ContractError) as refused:
+        load_implementation(str(tmp_path))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    if "checkout" in message:
+        assert str(tmp_path / "nanochat" / "flash_attention.py") in str(refused.value)
+
+
 def fake_checkout(root, marker):
     """A tiny nanochat checkout whose gpt.py imports its own package's modules, warns at import, and has an
     engine.py whose KVCache sits next to an import that must never run."""
@@ -140,7 +159,7 @@ def test_a_checkout_loads_with_its_own_package_and_two_stay_apart(tmp_path):
     broken = fake_checkout(tmp_path / "broken", "none")
     (broken / "nanochat" / "gpt.py").write_text("from nanochat_verify.card import load_card\n")  # ours, not its
     (broken / "nanochat" / "gpt.py").write_text("from nanochat.engine_of_another_checkout import KVCache\n")
-    with pytest.raises(ContractError, match="No module named 'nanochat.engine_of_another_checkout'"):
+    with pytest.raises(ContractError, match="it imports 'nanochat.engine_of_another_checkout', which the checkout does not have"):
         load_implementation(str(broken))
     own = load_implementation(str(SOURCE_ROOT))
     a = load_implementation(str(fake_checkout(tmp_path / "a", "first")))

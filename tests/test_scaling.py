@@ -84,7 +84,8 @@ def test_target_counts_the_cards_millions_of_parameters_built_on_meta(target, ar
     config, model = target
     n = n_parameters(model, arch)
     assert n == spec_closed_form(config.vocab_size, config.n_embd, config.n_layer) + modern_extras(arch, config)
-    assert round(n / 1e6) == arch.target_millions
+    assert round(n / 1e6) == arch.target_millions, (f"the depth-{arch.target_depth} target has {n / 1e6:.0f}M parameters; "
+                                                    f"the card says {arch.target_millions}M")
     assert all(p.is_meta for p in model.parameters())
     assert all(b.is_meta for b in model.buffers())
 

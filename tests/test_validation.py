@@ -212,6 +212,18 @@ def test_gptconfig_defaults_are_nanochats(impl):
     assert (c.sequence_len, c.vocab_size, c.n_layer, c.n_head, c.n_kv_head, c.n_embd) == (1024, 50304, 12, 6, 6, 768)
 
 
+@pytest.mark.parametrize("feature", ["smear", "value_embeds"])
+def test_a_model_exactly_as_wide_as_a_gate_reads_is_accepted_one_narrower_refused(impl, arch, feature):
+    """The smear gate reads 24 channels and the value-embedding gate 12: n_embd equal to that is a valid model whose
+    forward runs; two channels fewer is refused, naming the width it needs."""
+    channels = arch.smear["channels"] if feature == "smear" else arch.value_embeddings["gate_channels"]
+    sizes = dict(sequence_len=4, vocab_size=8, n_layer=2, n_kv_head=1, **{feature: True})
+    model = impl.GPT(impl.GPTConfig(**sizes, n_head=channels // 4, n_embd=channels))
+    assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 8)
+    with pytest.raises(ValueError, match=f"{feature} needs n_embd >= {channels}"):
+        impl.GPTConfig(**sizes, n_head=1, n_embd=channels - 2)
+
+
 def test_the_smallest_config_every_size_1_is_accepted_and_runs(impl):
     """Every size at its lower limit (1, and head_dim 2) builds a model whose forward and loss work."""
     model = impl.GPT(impl.GPTConfig(sequence_len=1, vocab_size=1, n_layer=1, n_head=1, n_kv_head=1, n_embd=2))

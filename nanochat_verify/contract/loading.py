@@ -29,7 +29,7 @@ import time
 import warnings
 from pathlib import Path
 
-from nanochat_verify.contract.packages import package_context
+from nanochat_verify.contract.packages import MissingFromCheckout, package_context
 from nanochat_verify.options import DEFAULT_IMPORT_TIMEOUT
 
 # the names without which nothing can be verified; `norm` and `apply_rotary_emb`, which the contract also names,
@@ -146,6 +146,9 @@ def _guarded(spec, load):
         return load()
     except ContractError:
         raise
+    except MissingFromCheckout as e:
+        raise ContractError(f"--gpt-impl {spec!r}: it imports {e.name!r}, which the checkout does not have "
+                            f"(no {e.missing})") from None
     except ModuleNotFoundError as e:
         if e.name and (spec == e.name or spec.startswith(e.name + ".")):
             raise ContractError(f"--gpt-impl {spec!r}: no importable module of that name ({e})") from None

@@ -15,6 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class MissingFromCheckout(ModuleNotFoundError):
+    """A module of the checkout's own package that the checkout does not have (`missing`: the file looked for)."""
+
+    def __init__(self, message, name, missing):
+        super().__init__(message, name=name)
+        self.missing = missing
+
+
 class _CheckoutFinder:
     """Finds `<package>.X` in a checkout's package folder, and nowhere else: a module the checkout does not
     have must not quietly come from this project's package of the same name (an editable install's
@@ -33,7 +41,8 @@ class _CheckoutFinder:
                                                           submodule_search_locations=[str(base)])
         if base.with_suffix(".py").is_file():
             return importlib.util.spec_from_file_location(fullname, base.with_suffix(".py"))
-        raise ModuleNotFoundError(f"No module named {fullname!r} in {self.package_dir}", name=fullname)
+        raise MissingFromCheckout(f"No module named {fullname!r} in {self.package_dir}", fullname,
+                                  base.with_suffix(".py"))
 
 
 @contextmanager
