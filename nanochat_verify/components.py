@@ -50,6 +50,7 @@ class ParameterGroup:
     layers: object = None  # (card, n_layer) -> the layers that have one; None: one for the whole model
     module: str | None = None  # the module the tracer hooks ("{i}": the layer); None for a bare nn.Parameter
     neutral: float | None = None  # the value at which the component does nothing (None: zero the weights)
+    verifies: str | None = None  # the sub-component its init rule is verified under (None: the component's first)
 
     def instances(self, card, n_layer):
         return 1 if self.layers is None else len(self.layers(card, n_layer))
@@ -104,10 +105,10 @@ def fill(text, card):
     return text.format(**values)
 
 
-def _core(name):
+def _core(name, verifies=None):
     """A seed component's parameter group: only its [init] rule is read from the declaration (the closed form
     of the seed architecture is the SPEC's 2*V*d + L*(attn + mlp), in nanochat_verify/scaling.py)."""
-    return ParameterGroup(name, where="core", count=None)
+    return ParameterGroup(name, where="core", count=None, verifies=verifies)
 
 
 def _kv_dim(config):
@@ -135,7 +136,8 @@ COMPONENTS = (
         ("softmax", "Softmax"),
         ("head_concat", "Head concatenation"),
         ("output_projection", "Output projection"),
-    ], ["CausalSelfAttention"], parameters=[_core("c_q"), _core("c_k"), _core("c_v"), _core("attn.c_proj")]),
+    ], ["CausalSelfAttention"], parameters=[_core("c_q"), _core("c_k"), _core("c_v"),
+                                                _core("attn.c_proj", verifies="output_projection")]),
     _c("rmsnorm", 6, "RMSNorm", [
         ("after_embedding", "after the token embedding"),
         ("pre_attention", "before attention"),
@@ -146,7 +148,7 @@ COMPONENTS = (
         ("fc", "expansion to {mlp_ratio} x n_embd"),
         ("relu2", "ReLU² activation"),
         ("projection", "projection back to n_embd"),
-    ], ["MLP"], parameters=[_core("c_fc"), _core("mlp.c_proj")]),
+    ], ["MLP"], parameters=[_core("c_fc"), _core("mlp.c_proj", verifies="projection")]),
     _c("lm_head", 8, "Language modeling head",
        [("untied_softcap", "untied projection, {softcap:g}*tanh(x/{softcap:g}) softcap in {logits_dtype}")],
        ["GPT.forward"], parameters=[_core("lm_head")]),
@@ -185,9 +187,11 @@ COMPONENTS = (
         Setting("layers", "choice", ("alternating_with_last",)),
     ], parameters=[
         ParameterGroup("value_embeds", "embedding", lambda card, c, V: V * _kv_dim(c),
-                       layers=lambda card, n: card.ve_layers(n), module="value_embeds.{i}", neutral=0.0),
+                       layers=lambda card, n: card.ve_layers(n), module="value_embeds.{i}", neutral=0.0,
+                       verifies="mixing"),
         ParameterGroup("ve_gate", "attn", lambda card, c, V: card.value_embeddings["gate_channels"] * c.n_kv_head,
-                       layers=lambda card, n: card.ve_layers(n), module="transformer.h.{i}.attn.ve_gate"),
+                       layers=lambda card, n: card.ve_layers(n), module="transformer.h.{i}.attn.ve_gate",
+                       verifies="gate"),
     ]),
     _c("lambdas", 15, "Residual and x0 lambdas", [
         ("init", "per-layer init schedules"),
@@ -281,6 +285,9 @@ HIGHLIGHTS = (
 ALL = COMPONENTS + SUPPORTING
 FEATURES = tuple(c.feature for c in ALL if c.feature)  # the card's feature tables, in table order
 PARAMETER_GROUPS = {p.name: p for c in ALL for p in c.parameters}  # the card's [init] keys
+# the sub-component each [init] key is verified under
+INIT_OWNER = {p.name: f"{c.key}.{p.verifies}" if p.verifies else c.subcomponents[0].id
+              for c in ALL for p in c.parameters}
 SEED_COMPONENTS = tuple(c for c in COMPONENTS if c.feature is None)  # the seed document's 12 rows
 SUBCOMPONENTS = {s.id: s for c in ALL for s in c.subcomponents}
 BY_KEY = {c.key: c for c in ALL}

@@ -121,6 +121,15 @@ def n_parameters(model, card):
     return sum(p.numel() for name, p in model.named_parameters() if name not in extras)
 
 
+def declared_parameters(card, config, keep=lambda group: True):
+    """How many parameters the groups `keep` accepts hold, as the components the card has on in `config` declare
+    them (nanochat_verify/components.py: each group's count times its instances)."""
+    from nanochat_verify.components import COMPONENTS
+    V_padded = card.padded_vocab_size(config.vocab_size, card.active("padded_vocab", config))
+    return sum(g.count(card, config, V_padded) * g.instances(card, config.n_layer)
+               for c in COMPONENTS if c.feature and card.active(c.feature, config) for g in c.parameters if keep(g))
+
+
 def named_group(model, group):
     """[(name, parameter)] of a model's parameter group (nanochat_verify/components.py ParameterGroup)."""
     return [(name, p) for name, p in model.named_parameters() if group.matches(name)]

@@ -18,6 +18,8 @@ import torch
 from nanochat_verify.card import FEATURES
 from nanochat_verify.scaling import build_on_meta, config_kwargs_for_depth
 
+from .conftest import declared_parameters
+
 pytestmark = pytest.mark.component("scaling.cost_estimates")
 
 # (sizes, what the config exercises)
@@ -82,16 +84,17 @@ def vocab_rows(arch, config):
 
 def matmul_weights(arch, config):
     """Every weight that multiplies the token stream: per layer c_q (d x n_head*hd), c_k and c_v (d x n_kv_head*hd
-    each), attention's c_proj (d x d), the MLP (2 * ratio * d²); the value-embedding gates (gate_channels x n_kv_head
-    on each layer with a value embedding), the smear gate (channels x 1) and the LM head (V_padded x d). Not the
-    embeddings (lookups) nor the lambdas (scalars)."""
-    d, L, H, Hkv = config.n_embd, config.n_layer, config.n_head, config.n_kv_head
+    each), attention's c_proj (d x d), the MLP (2 * ratio * d²); the modern components' declared matrices that are
+    not lookups (the value-embedding gates, the smear gate) and the LM head (V_padded x d). Not the embeddings
+    (lookups) nor the lambdas (scalars)."""
+    matrices = declared_parameters(arch, config, lambda g: g.module is not None and g.where != "embedding")
+    return config.n_layer * per_layer_weights(arch, config) + matrices + vocab_rows(arch, config) * config.n_embd
+
+
+def per_layer_weights(arch, config):
+    d, H, Hkv = config.n_embd, config.n_head, config.n_kv_head
     hd = d // H
-    per_layer = d * H * hd + 2 * d * Hkv * hd + d * d + 2 * arch.mlp_ratio * d * d
-    gates = len(arch.ve_layers(L)) * arch.value_embeddings["gate_channels"] * Hkv \
-        if arch.active("value_embeddings", config) else 0
-    smear = arch.smear["channels"] if arch.active("smear", config) else 0
-    return L * per_layer + gates + smear + vocab_rows(arch, config) * d
+    return d * H * hd + 2 * d * Hkv * hd + d * d + 2 * arch.mlp_ratio * d * d
 
 
 def extra_weights(model, arch, matmul_only=False):
@@ -150,16 +153,13 @@ def test_num_scaling_params_counts_every_parameter_by_group(case, arch):
     model, config = case
     counts = estimate(model, "num_scaling_params")()
     d, L, V = config.n_embd, config.n_layer, vocab_rows(arch, config)
-    kv_dim = config.n_kv_head * (d // config.n_head)
-    on = lambda feature: arch.active(feature, config)  # noqa: E731
-    n_ve = len(arch.ve_layers(L)) if on("value_embeddings") else 0
     expected = {
         "wte": V * d,
         "lm_head": V * d,
-        "value_embeds": n_ve * V * kv_dim,
-        "transformer_matrices": matmul_weights(arch, config) - V * d - (arch.smear["channels"] if on("smear") else 0),
-        "scalars": (2 * L if on("lambdas") else 0) + (arch.smear["channels"] + 1 if on("smear") else 0)
-        + (1 if on("backout") else 0),
+        "value_embeds": declared_parameters(arch, config, lambda g: g.where == "embedding"),
+        "transformer_matrices": L * per_layer_weights(arch, config)
+        + declared_parameters(arch, config, lambda g: g.where == "attn"),
+        "scalars": declared_parameters(arch, config, lambda g: g.where == "model"),  # the smear gate among them
     }
     extras = extra_weights(model, arch)  # the card's declared extras: counted by the model, in a group of its own
     expected["total"] = sum(expected.values()) + extras

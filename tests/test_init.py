@@ -11,19 +11,12 @@ import pytest
 import torch
 
 from nanochat_verify.card import FEATURES, INIT_KEYS
-from nanochat_verify.components import PARAMETER_GROUPS
+from nanochat_verify.components import INIT_OWNER, PARAMETER_GROUPS
 from nanochat_verify.contract import interface
 from .conftest import contract_model, parameter_groups
 
-# which component of the table each init group belongs to
-OWNER = {
-    "wte": "embedding.wte", "lm_head": "lm_head.untied_softcap", "c_q": "attention.projections",
-    "c_k": "attention.projections", "c_v": "attention.projections", "attn.c_proj": "attention.output_projection",
-    "c_fc": "mlp.fc", "mlp.c_proj": "mlp.projection", "value_embeds": "value_embeddings.mixing",
-    "ve_gate": "value_embeddings.gate", "smear_gate": "smear.mixing", "smear_lambda": "smear.mixing",
-    "resid_lambdas": "lambdas.init", "x0_lambdas": "lambdas.init", "backout_lambda": "backout.subtraction",
-}
-GROUPS = [pytest.param(key, marks=pytest.mark.component(OWNER[key]), id=key) for key in INIT_KEYS]
+# each init group under the sub-component it belongs to (nanochat_verify/components.py declares it)
+GROUPS = [pytest.param(key, marks=pytest.mark.component(INIT_OWNER[key]), id=key) for key in INIT_KEYS]
 WIDTH = 64  # n_embd: c_q alone has 4096 draws, enough for a sharp test of the distribution's shape
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanochat_verify.card import FEATURES
+from nanochat_verify.card import FEATURES, load_card
 from nanochat_verify.components import COMPONENTS
 from nanochat_verify.contract import InterfaceDiffers, interface
 from nanochat_verify.contract import CacheAdapter, load_implementation, source_path
@@ -38,14 +38,20 @@ def has_parameters_of(model, feature):
     return all(named_group(model, g) for g in groups)
 
 
+SEED = load_card("seed")
+
+
 def oracle_config(oracle, arch, impl, config, model=None):
     """The oracle's config for a model of `config` under the card: the same sizes, the card's values, and the
     modern components switched as they are in the model under test (one it lacks, though the card has it, is the
     finding of that component's tests, not the oracle's)."""
     on = {f: arch.active(f, config) and (model is None or has_parameters_of(model, f)) for f in FEATURES}
-    values = dict(
+    values = {}
+    for f in FEATURES:  # the oracle's switches are named as this project's model's (the seed card's `switch`)
+        if on[f]:
+            values.update(SEED.feature_config[f])
+    values.update(  # the switches that carry a value take the card's
         window_pattern=arch.sliding_window["pattern"] if on["sliding_window"] else "L",
-        value_embeds=on["value_embeddings"], lambdas=on["lambdas"], smear=on["smear"], backout=on["backout"],
         pad_vocab_size_to=arch.padded_vocab["multiple"] if on["padded_vocab"] else 1,
         softcap=arch.softcap, rope_base=arch.rope_base, qk_gain=arch.qk_gain,
         rotary_len_factor=arch.rotary_len_factor, table_dtype=str(arch.table_dtype(impl)).removeprefix("torch."),

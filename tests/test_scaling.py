@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nanochat_verify.card import FEATURES
 from nanochat_verify.contract import interface
 from nanochat_verify.scaling import build_on_meta, closed_form_counts, config_kwargs_for_depth, measured_counts
-from .conftest import contract_model, n_parameters
+from .conftest import contract_model, declared_parameters, n_parameters
 from .strategies import config_kwargs
 
 pytestmark = pytest.mark.component("scaling.parameter_count")
@@ -26,21 +26,12 @@ def spec_closed_form(V, d, L):
 
 
 def modern_extras(card, config):
-    """What the modern components the card has on add to the spec's count, written out on their own:
-    the padded rows of wte and lm_head, a value embedding (V_padded x kv_dim) and a gate (channels x n_kv_head)
-    on every other layer counted back from the last, 2 lambdas per layer, the smear gate and lambda, backout's."""
+    """What the modern components the card has on add to the spec's count: the padded rows of wte and lm_head, and
+    each parameter group they declare (nanochat_verify/components.py: a value embedding V_padded x kv_dim and a gate
+    on every other layer, 2 lambdas per layer, the smear gate and lambda, backout's), times its instances."""
     d, V, L = config.n_embd, config.vocab_size, config.n_layer
-    kv_dim = config.n_kv_head * d // config.n_head
-    V_padded = math.ceil(V / card.padded_vocab["multiple"]) * card.padded_vocab["multiple"] \
-        if card.active("padded_vocab", config) else V
-    extra = 2 * (V_padded - V) * d
-    if card.active("value_embeddings", config):
-        n_ve = (L + 1) // 2  # layers L-1, L-3, ...
-        extra += n_ve * (V_padded * kv_dim + card.value_embeddings["gate_channels"] * config.n_kv_head)
-    extra += 2 * L if card.active("lambdas", config) else 0
-    extra += card.smear["channels"] + 1 if card.active("smear", config) else 0
-    extra += 1 if card.active("backout", config) else 0
-    return extra
+    V_padded = card.padded_vocab_size(V, card.active("padded_vocab", config))
+    return 2 * (V_padded - V) * d + declared_parameters(card, config)
 
 
 def built(impl, arch, config):
