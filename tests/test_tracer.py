@@ -278,6 +278,34 @@ def test_cli_runs_end_to_end_and_writes_every_section(impl_key, tmp_path, capsys
 
 @pytest.mark.tooling
 @pytest.mark.component("tooling.tracer")
+def test_sections_print_in_the_order_of_the_component_table(capsys):
+    """The headings come in the table's order, 1 to 12 (a component shown per block keeps its blocks together,
+    and the modern ones follow): a reader meets them as the seed document lists them."""
+    status, out, err = run_cli(TINY_CLI + ["--no-color"], capsys)
+    assert status == 0, err
+    numbers = [int(m) for m in re.findall(r"(?m)^(\d+) · ", out)]
+    assert numbers == sorted(numbers) and set(range(1, 13)) <= set(numbers)
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
+def test_a_model_whose_softcap_is_not_the_cards_is_a_failed_trace(tmp_path, capsys):
+    """Our gpt.py with LOGIT_SOFTCAP = 30, traced under the seed card (softcap 15): the LM head's softcap check
+    shows ✗, a closing line names the failed check against the card, and the exit status is 1, not 0."""
+    source = (SOURCE_ROOT / "nanochat" / "gpt.py").read_text()
+    assert source.count("\nLOGIT_SOFTCAP = 15.0\n") == 1
+    broken = tmp_path / "gpt_softcap_30.py"
+    broken.write_text(source.replace("\nLOGIT_SOFTCAP = 15.0\n", "\nLOGIT_SOFTCAP = 30.0\n"))
+    status, out, err = run_cli(TINY_CLI + ["--no-color", "--gpt-impl", str(broken)], capsys)
+    assert status == 1, (out[-2000:], err)
+    assert re.search(r"softcap identity max \|Δ\| [0-9.e-]+ ✗", out)
+    assert re.search(r"1 check\(s\) failed against the card seed: logits = 15·tanh\(raw/15\)", out + err)
+    status, out, _ = run_cli(TINY_CLI + ["--no-color"], capsys)  # the same trace of the unbroken model passes
+    assert status == 0 and "✗" not in out
+
+
+@pytest.mark.tooling
+@pytest.mark.component("tooling.tracer")
 @pytest.mark.parametrize("argv, option", [
     (["--depth", "0"], "--depth"),
     (["--n-kv-head", "3"], "--n-kv-head"),  # depth 4 has n_head 2
