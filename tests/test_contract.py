@@ -86,9 +86,9 @@ def test_an_import_that_never_returns_is_refused_naming_the_time_limit(tmp_path)
     path.write_text(NEVER_RETURNS)
     outer = signal.getitimer(signal.ITIMER_REAL)[0] if hasattr(signal, "getitimer") else 0.0
     started = time.monotonic()
-    with pytest.raises(ContractError, match=r"'.*hangs.py': importing it did not finish within 0.3 s \(an import "
+    with pytest.raises(ContractError, match=r"'.*hangs.py': importing it did not finish within 0.15 s \(an import "
                                             r"that never returns\?\); allow more time with --import-timeout SECONDS"):
-        load_implementation(str(path), timeout=0.3)
+        load_implementation(str(path), timeout=0.15)
     assert time.monotonic() - started < 10
     if outer:
         assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] < outer
@@ -241,7 +241,7 @@ def test_a_missing_implementation_is_a_usage_error(suite):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--import-timeout=0.3"], "importing it did not finish within 0.3 s"),
+    (["--import-timeout=0.15"], "importing it did not finish within 0.15 s"),
     (["--import-timeout=0"], "--import-timeout: must be a positive number of seconds, got '0'"),
 ], ids=["import-never-returns", "no-time-at-all"])
 def test_an_implementation_whose_import_never_returns_stops_the_run_in_one_line(suite, tmp_path, args, message):
@@ -349,6 +349,51 @@ def test_outcomes_record_each_tests_result_components_and_docstring(suite, tmp_p
     assert tests["test_skipped"]["outcome"] == "skipped" and tests["test_skipped"]["skip_reason"].endswith("no CUDA")
     assert data["own_impl"] is True and data["complete"] is True and data["incomplete"] == []
     assert data["finished"] is True and len(data["run_id"]) == 32 and len(data["fingerprint"]) == 64
+
+
+def test_a_test_that_runs_only_when_asked_is_recorded_as_not_run_with_why(suite, tmp_path):
+    """A packaging test without --run-packaging is left out, and the record lists it as not run, saying it runs with
+    --run-packaging, and the run stays complete; with --run-packaging it runs."""
+    source = """
+        import pytest
+        @pytest.mark.component("rope")
+        def test_runs():
+            '''Always.'''
+        @pytest.mark.packaging
+        @pytest.mark.component("tooling.packaging")
+        def test_builds_a_wheel():
+            '''Only when asked.'''
+    """
+    out = tmp_path / "outcomes.json"
+    suite(source, "--outcomes", str(out)).assert_outcomes(passed=1)
+    data = json.loads(out.read_text())
+    entry = next(e for test, e in data["tests"].items() if test.endswith("test_builds_a_wheel"))
+    assert entry["outcome"] == "skipped" and entry["skip_reason"].startswith("runs with --run-packaging only")
+    assert entry["components"] == ["tooling.packaging"] and entry["doc"] == "Only when asked." and data["complete"]
+    suite(source, "--outcomes", str(out), "--run-packaging").assert_outcomes(passed=2)
+    assert all(e["outcome"] == "passed" for e in json.loads(out.read_text())["tests"].values())
+
+
+def test_under_xdist_the_workers_hand_the_tests_left_out_until_asked_to_the_recording_controller():
+    """xdist's controller never collects: each worker puts the tests it left out in its workeroutput, and the
+    controller's recorder takes them from every worker that goes down, once each."""
+    from types import SimpleNamespace
+
+    from nanochat_verify.plugin import record, selection
+    from nanochat_verify.runrecord import RunRecord
+    entry = ("tests/test_packaging.py::test_x", ("tooling.packaging",), "Builds.", selection.OPT_IN)
+    worker = SimpleNamespace(config=SimpleNamespace(workeroutput={}, stash={selection.LEFT_OUT_KEY: [entry]}))
+    selection.pytest_sessionfinish(worker)
+    assert worker.config.workeroutput["nanochat_verify_left_out"] == [entry]
+    recorder = record.OutcomeRecorder.__new__(record.OutcomeRecorder)
+    recorder.config, recorder.left_out, recorder.record = SimpleNamespace(stash={}), {}, RunRecord("r", False, [], {})
+    for _ in range(2):  # two workers, each with the same collection
+        recorder.pytest_testnodedown(SimpleNamespace(workeroutput=worker.config.workeroutput), None)
+    recorder.record_left_out()
+    outcome = recorder.record.tests["tests/test_packaging.py::test_x"]
+    assert (outcome.outcome, outcome.components, outcome.skip_reason) == ("skipped", ("tooling.packaging",),
+                                                                          selection.OPT_IN)
+    assert len(recorder.record.tests) == 1
 
 
 def test_the_plugins_own_deselection_keeps_a_run_complete_and_a_users_does_not(suite, tmp_path):

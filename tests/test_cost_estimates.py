@@ -57,14 +57,20 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def case(case_id, impl, arch):
     """(model on meta, its config): the configs above with the card's optional components on; one without
-    them; the card's depth-20 target."""
-    if case_id == "seed-components-only":
-        model = build(impl, arch, CONFIGS["GQA-8:2-windows-below-T"], features=())
-    elif case_id == "depth-20-target":
-        model = build(impl, arch, config_kwargs_for_depth(arch.target_depth))
-    else:
-        model = build(impl, arch, CONFIGS[case_ids(arch)[case_id]])
-    return model, model.config
+    them; the card's depth-20 target. Built once per implementation and card: the estimates only read them."""
+    key = (id(impl), arch.path, repr(sorted(arch.overrides.items())), case_id)
+    if key not in BUILT:
+        if case_id == "seed-components-only":
+            model = build(impl, arch, CONFIGS["GQA-8:2-windows-below-T"], features=())
+        elif case_id == "depth-20-target":
+            model = build(impl, arch, config_kwargs_for_depth(arch.target_depth))
+        else:
+            model = build(impl, arch, CONFIGS[case_ids(arch)[case_id]])
+        BUILT[key] = model
+    return BUILT[key], BUILT[key].config
+
+
+BUILT = {}
 
 
 def estimate(model, name):

@@ -565,24 +565,24 @@ def test_outside_any_checkout_the_generator_says_there_is_nothing_to_verify(tmp_
 
 def test_a_run_that_overruns_its_time_limit_is_stopped_with_one_line():
     """A child that never finishes is killed at the limit, and the refusal says how to allow more time."""
-    with pytest.raises(report_inputs.Refused, match=r"the test run took longer than 0.5 s .* --timeout SECONDS"):
+    with pytest.raises(report_inputs.Refused, match=r"the test run took longer than 0.2 s .* --timeout SECONDS"):
         report_run.run_with_limit([sys.executable, "-c", "import time; time.sleep(60)"], cwd=ROOT,
-                                env=dict(os.environ), timeout=0.5, what="the test run")
+                                env=dict(os.environ), timeout=0.2, what="the test run")
 
 
 def test_an_implementation_whose_import_never_returns_is_refused_within_the_reports_timeout(layout, tmp_path,
                                                                                             capsys):
-    """`report --timeout 0.5` on a gpt.py whose import hangs: one line at the limit, naming --timeout (the shorter
+    """`report --timeout 0.2` on a gpt.py whose import hangs: one line at the limit, naming --timeout (the shorter
     of it and --import-timeout), before any run starts; it used to hang silently."""
     hangs = tmp_path / "hangs.py"
     hangs.write_text("import time\ntime.sleep(60)\n")
 
     def no_run(*args, **kwargs):
         raise AssertionError("the suite ran")
-    argv = ["--gpt-impl", str(hangs), "--output", str(tmp_path / "R.md"), "--timeout", "0.5"]
+    argv = ["--gpt-impl", str(hangs), "--output", str(tmp_path / "R.md"), "--timeout", "0.2"]
     status, out, err = run_main(argv, capsys, root=layout.root, run_pytest=no_run)
     assert status == Exit.USAGE and out == "" and len(err.strip().splitlines()) == 1, err
-    assert "importing it did not finish within 0.5 s" in err and "--timeout SECONDS" in err
+    assert "importing it did not finish within 0.2 s" in err and "--timeout SECONDS" in err
 
 
 def test_the_import_time_limit_goes_to_the_runs_the_generator_starts(layout, tmp_path):

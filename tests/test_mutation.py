@@ -2,6 +2,7 @@
 runner."""
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -103,6 +104,7 @@ def test_no_two_mutants_make_the_same_change():
     assert [names for names in changes.values() if len(names) > 1] == []
 
 
+@functools.lru_cache(maxsize=None)  # most edits are checked against the same unmutated source
 def comment_and_docstring_spans(source):
     """(start, end) character offsets of the comments and docstrings of a module."""
     import ast
@@ -424,7 +426,7 @@ def test_the_control_run_honours_the_timeout(stub, tmp_path):
     hanging.write_text("import time\ntime.sleep(120)\n" + STUB_IMPL)
     finished = []
     started = time.monotonic()
-    mutation.run_tasks([mutation.Task(mutation.CONTROL, hanging, None)], tmp_path, 1, suite, timeout=0.5,
+    mutation.run_tasks([mutation.Task(mutation.CONTROL, hanging, None)], tmp_path, 1, suite, timeout=0.2,
                        control_limit=60, on_done=lambda task, code, outcomes, seconds: finished.append(code),
                        use_fork=False, root=Path(suite[0]))
     assert finished == [mutation.TIMED_OUT]
@@ -437,10 +439,10 @@ def test_a_control_whose_import_never_returns_fails_at_the_import_time_limit(stu
     impl, suite = stub
     hangs = tmp_path / "hanging_gpt.py"
     hangs.write_text("import time\ntime.sleep(60)\n" + STUB_IMPL)
-    args, extra = cli.parse_args(["--gpt-impl", str(hangs), "--import-timeout", "0.5"])
-    assert extra == ["--import-timeout=0.5"]
+    args, extra = cli.parse_args(["--gpt-impl", str(hangs), "--import-timeout", "0.2"])
+    assert extra == ["--import-timeout=0.2"]
     started = time.monotonic()
-    with pytest.raises(mutation.ControlFailed, match="importing it did not finish within 0.5 s") as failed:
+    with pytest.raises(mutation.ControlFailed, match="importing it did not finish within 0.2 s") as failed:
         run_catalog((M("norm_thirds", "rmsnorm", "divides by 3 instead of 2", ("v / 2", "v / 3")),), str(hangs),
                     jobs=1, suite=suite, root=Path(suite[0]), use_fork=False, extra=extra)
     assert "usage error" in failed.value.reason and time.monotonic() - started < 30

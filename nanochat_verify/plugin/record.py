@@ -24,7 +24,7 @@ from nanochat_verify.records import publish
 from nanochat_verify.plugin.findings import FINDINGS_KEY
 from nanochat_verify.plugin.locations import resolve_option_path
 from nanochat_verify.plugin.options import ARCH_KEY, HOW_KEY, IMPL_KEY, SPEC_KEY, is_own_implementation
-from nanochat_verify.plugin.selection import COLLECTED_KEY, deselected_by_design
+from nanochat_verify.plugin.selection import COLLECTED_KEY, LEFT_OUT_KEY, deselected_by_design
 from nanochat_verify.runrecord import PRECEDENCE, RunRecord, Outcome
 from nanochat_verify.contract import source_path
 
@@ -75,7 +75,7 @@ class OutcomeRecorder:
                                 architecture={"spec": str(config.stash[ARCH_KEY].path),
                                               "overrides": config.stash[ARCH_KEY].overrides,
                                               "name": config.stash[ARCH_KEY].name, "how": config.stash[HOW_KEY]})
-        self.user_deselected, self.collection_errors = [], []
+        self.user_deselected, self.collection_errors, self.left_out = [], [], {}
 
     def write(self):
         self.own.parent.mkdir(exist_ok=True)
@@ -84,6 +84,18 @@ class OutcomeRecorder:
     def pytest_sessionstart(self, session):
         # a run that dies (killed, out of time) leaves "finished": false behind, never the outcomes of an older run
         self.write()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """An xdist worker's tests left out until asked (they were never collected on the controller)."""
+        self.left_out.update((entry[0], entry) for entry in getattr(node, "workeroutput", {}).get(
+            "nanochat_verify_left_out", []))
+
+    def record_left_out(self):
+        """A test that applies but runs only when asked (the packaging tests): in the record as not run, with why."""
+        self.left_out.update((entry[0], entry) for entry in self.config.stash.get(LEFT_OUT_KEY, []))
+        for test_id, components, doc, why in self.left_out.values():
+            self.record.tests.setdefault(test_id, Outcome(test_id, "skipped", tuple(components), doc, why))
 
     def pytest_deselected(self, items):
         self.user_deselected += [item.nodeid for item in items if not deselected_by_design(self.config, item)]
@@ -187,6 +199,7 @@ class OutcomeRecorder:
         r.impl_path = display(impl_path, self.config.rootpath)
         r.exitstatus, r.complete, r.incomplete = int(exitstatus), not incomplete, incomplete
         r.not_applicable = self.not_applicable()
+        self.record_left_out()
         r.fingerprint = tree_fingerprint(implementation_files(impl_path), self.config.rootpath)
         r.line_coverage = self.line_coverage()
         self.write()

@@ -26,6 +26,7 @@ from nanochat_verify.plugin.options import ARCH_KEY, is_own_implementation
 
 COMPONENTS_KEY = pytest.StashKey()
 COLLECTED_KEY = pytest.StashKey()  # the suite's files that were collected, before any deselection
+LEFT_OUT_KEY = pytest.StashKey()  # [(suite id, components, doc, why)] of the tests that run only when asked
 # after the component itself: whole-model comparisons with the independent reference, and the checks
 # of every input and boundary, which catch most bugs whose symptom shows outside their own component
 BROAD_CATCHERS = ("contract.oracle", "contract.validation")
@@ -61,13 +62,23 @@ def item_components(item):
     return tuple(sorted(set(ids)))
 
 
+OPT_IN = "runs with --run-packaging only (it builds the kit's wheel and virtual environments; CI's step 5 runs it)"
+
+
+def left_out_on_request(config, item):
+    """Why the plugin left out a test that applies but runs only when asked (the packaging tests), or None."""
+    if item.get_closest_marker("packaging") and not config.getoption("run_packaging"):
+        return OPT_IN
+    return None
+
+
 def deselected_by_design(config, item):
     """Whether the plugin itself leaves this test out (not applicable to the card, or not part of
     the contract for another implementation): such a test does not make a run incomplete."""
     components = item.stash.get(COMPONENTS_KEY, None)
     if components is not None and not applicable(components, config.stash[ARCH_KEY]):
         return True
-    if item.get_closest_marker("packaging") and not config.getoption("run_packaging"):
+    if left_out_on_request(config, item):
         return True
     if is_own_implementation(config):
         return False
@@ -96,6 +107,8 @@ def pytest_collection_modifyitems(session, config, items):
     kept, deselected = [], []
     for item in items:
         (deselected if deselected_by_design(config, item) else kept).append(item)
+    config.stash[LEFT_OUT_KEY] = [(suite_id(item), item.stash[COMPONENTS_KEY], dict(item.user_properties)["doc"], why)
+                                  for item in deselected for why in [left_out_on_request(config, item)] if why]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
@@ -105,6 +118,12 @@ def pytest_collection_modifyitems(session, config, items):
         tiers = priority_tiers(first)
         items.sort(key=lambda item: next((rank for rank, ids in enumerate(tiers)
                                           if ids.intersection(item.stash[COMPONENTS_KEY])), len(tiers)))  # stable
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands the controller, which records the run, the tests it left out until asked."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["nanochat_verify_left_out"] = session.config.stash.get(LEFT_OUT_KEY, [])
 
 
 def priority_tiers(key):
