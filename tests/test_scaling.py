@@ -29,7 +29,7 @@ def modern_extras(card, config):
     """What the modern components the card has on add to the spec's count: the padded rows of wte and lm_head, and
     each parameter group they declare (nanochat_verify/components.py: a value embedding V_padded x kv_dim and a gate
     on every other layer, 2 lambdas per layer, the smear gate and lambda, backout's), times its instances."""
-    d, V, L = config.n_embd, config.vocab_size, config.n_layer
+    d, V = config.n_embd, config.vocab_size
     V_padded = card.padded_vocab_size(V, card.active("padded_vocab", config))
     return 2 * (V_padded - V) * d + declared_parameters(card, config)
 
