@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ from nanochat_verify.report import render as report_render
 from nanochat_verify.report import run as report_run
 from nanochat_verify.report.status import FAILED, MISSING, NOT_APPLICABLE, PASSED, RULES, index_tests, subcomponent_status
 from nanochat_verify.runrecord import RunRecord, Outcome
+from .processes import alive, children_started, terminate
 
 pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.tooling]
 ROOT = SOURCE_ROOT
@@ -619,14 +619,6 @@ sys.exit(cli.main(["--gpt-impl", impl, "--output", output, "--skip-mutation", "-
 """
 
 
-def alive(pid):
-    """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
 def test_sigterm_stops_the_runs_the_generator_started_and_removes_its_temporary_folder(layout, tmp_path):
     """SIGTERM to `python -m nanochat_verify.report` while its test run is going: the run and the processes it
@@ -642,17 +634,9 @@ def test_sigterm_stops_the_runs_the_generator_started_and_removes_its_temporary_
         proc = subprocess.Popen([sys.executable, "-c", script, str(pids), str(stub), str(tmp_path / "R.md"),
                                  str(layout.root)], env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
     try:
-        deadline = time.monotonic() + 60
-        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)
-        children = [int(pid) for pid in pids.read_text().split()]
+        children = children_started(proc, pids, log)
         assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-report-")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        terminate(proc, children)
         assert proc.returncode == Exit.INTERRUPTED, log.read_text()
         assert log.read_text().strip().splitlines()[-1] == "report: terminated; nothing was written"
         assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []

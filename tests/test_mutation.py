@@ -21,6 +21,7 @@ from nanochat_verify.mutation import runner as mutation
 from nanochat_verify.mutation.catalog import MUTANTS
 from nanochat_verify.mutation.mutant import NAME_PATTERN, M, NotApplicable
 from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
+from .processes import alive, children_started, terminate
 
 pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.mutation")]
 
@@ -448,14 +449,6 @@ def test_a_control_whose_import_never_returns_fails_at_the_import_time_limit(stu
     assert "usage error" in failed.value.reason and time.monotonic() - started < 30
 
 
-def alive(pid):
-    """Whether a process runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 CATALOG_UNDER_SIGTERM = """
 import sys
 from pathlib import Path
@@ -489,17 +482,9 @@ def test_sigterm_stops_every_run_and_removes_the_mutated_copies(stub, tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", CATALOG_UNDER_SIGTERM, str(hanging), suite[0]],
                                 env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
     try:
-        deadline = time.monotonic() + 60
-        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)
-        children = [int(pid) for pid in pids.read_text().split()]  # the control and the mutant, importing
+        children = children_started(proc, pids, log)  # the control and the mutant, importing
         assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-mutants-")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        terminate(proc, children)
         assert proc.returncode == Exit.INTERRUPTED, log.read_text()
         assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
     finally:
