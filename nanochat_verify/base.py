@@ -137,8 +137,8 @@ def choose_card(settings, impl_path, architecture=None, project_default=None):
         return project_card(settings, architecture), f"card {architecture} named by --architecture"
     own = project_default is not None and Path(impl_path).resolve() == Path(project_default).resolve()
     if own and settings.architecture:
-        return project_card(settings), f"card {settings.architecture} named by [tool.nanochat-verify] of " \
-                                       f"{settings.root / 'pyproject.toml'}"
+        return project_card(settings), f"card {settings.architecture} named by [tool.nanochat-verify] " \
+                                       f"of the project's pyproject.toml"
     if is_checkout_model(impl_path) and INDEX.is_file():
         base = find_base(impl_path)
         overrides = settings if own else type(settings)(settings.root)  # a project's overrides are for its own

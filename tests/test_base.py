@@ -95,6 +95,7 @@ def test_the_card_is_chosen_in_order_option_project_base_default(tmp_path):
     assert base.choose_card(settings, own, "nanochat-92d63d4", own)[0].name == "nanochat-92d63d4"
     card, how = base.choose_card(settings, own, None, own)
     assert card.name == "nanochat-a088b7a" and "[tool.nanochat-verify]" in how
+    assert str(tmp_path) not in how  # the sentence goes into COVERAGE.md: no path of the machine it ran on
     other = checkout(tmp_path / "other", OWN_MODEL.read_text())
     card, how = base.choose_card(settings, other, None, own)
     assert card.name.startswith("nanochat-") and "a guess from its code" in how

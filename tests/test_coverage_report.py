@@ -411,6 +411,18 @@ def test_relative_coverage_data_is_read_from_the_project_root_wherever_one_stand
     assert lines is not None and lines["overall"] == (2, 2)
 
 
+def test_absolute_coverage_data_counts_its_lines_under_a_relative_files_project(tmp_path):
+    """The runs the generator starts record absolute paths; a project whose [tool.coverage] says
+    relative_files still counts the lines they ran (it used to report 0 of every statement)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.coverage.run]\nrelative_files = true\n")
+    (root / "impl.py").write_text("def norm(x):\n    return x\n\n\ndef unused():\n    return 1\n")
+    write_coverage_data(root / ".coverage", str((root / "impl.py").resolve()))
+    lines = report_inputs.line_coverage(root / ".coverage", root / "impl.py", [], root)
+    assert lines is not None and lines["overall"] == (2, 4)
+
+
 # ----------------------------------------------------------------------------------------------
 # Item 5: an architecture change gives the honest table and names the stale mutants
 

@@ -141,9 +141,11 @@ def line_coverage(data_file, source_file, tests, root):
         key = measured.get(str(Path(source_file).resolve()))
         if key is None:
             return None
-        _, statements, _, missing, _ = cov.analysis2(key)
+        statements = set(cov.analysis2(key)[1])
+        # the lines run come from the data itself: analysis2's "missing" looks the file up again under the
+        # project's [tool.coverage] (relative_files), which misses a run recorded with absolute paths
+        executed = statements & set(data.lines(key) or ())
         contexts = data.contexts_by_lineno(key)
-    statements, executed = set(statements), set(statements) - set(missing)
     by_sub = {}
     for t in tests:
         for sub in t.components:
