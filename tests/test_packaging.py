@@ -69,6 +69,29 @@ def files_of(folder):
             for p in sorted(Path(folder).rglob("*.py"))}
 
 
+def source_files_of_the_kit():
+    """The kit's files as they travel in its wheel: nanochat_verify/ as it is, tests/ as nanochat_verify/suite/
+    (what git tracks, where the checkout is a git clone; else every file but caches)."""
+    folders = {"nanochat_verify": "nanochat_verify", "tests": "nanochat_verify/suite"}
+    proc = subprocess.run(["git", "ls-files", *folders], cwd=SOURCE_ROOT, capture_output=True, text=True)
+    if proc.returncode == 0 and proc.stdout.strip():
+        paths = proc.stdout.split()
+    else:
+        paths = [p.relative_to(SOURCE_ROOT).as_posix() for folder in folders for p in (SOURCE_ROOT / folder).rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts]
+    return {folders[path.split("/", 1)[0]] + "/" + path.split("/", 1)[1] for path in paths}
+
+
+def test_the_wheel_carries_every_file_of_the_kit_and_its_suite(kit_wheel):
+    """Every file of nanochat_verify/ and tests/ is in the wheel (a data file left out of the package data, like
+    the upstream index once, breaks the suite only where the kit is installed from its wheel)."""
+    import zipfile
+    with zipfile.ZipFile(kit_wheel) as wheel:
+        shipped = {name for name in wheel.namelist() if name.startswith("nanochat_verify/")}
+    missing = sorted(source_files_of_the_kit() - shipped)
+    assert not missing, f"files of the kit not in its wheel: {missing}"
+
+
 def test_installing_and_removing_the_kit_never_touches_a_forks_installed_nanochat(kit_wheel, tmp_path):
     """A fork installed (not editable) as the distribution `nanochat`: installing the kit leaves every file of
     the fork's package as it was, the kit's own files hold no nanochat/, and uninstalling the kit leaves the
