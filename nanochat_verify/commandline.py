@@ -9,7 +9,6 @@ every tool work with the kit alone.
 
 import argparse
 import contextlib
-import math
 import os
 import signal
 import threading
@@ -29,24 +28,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(int(Exit.USAGE), f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
-
-def _positive(convert, what):
-    """An argparse type: a finite number > 0 of the kind `convert` makes."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = _positive(int, "a positive integer")
-positive_number = _positive(float, "a positive number")
-positive_float = _positive(float, "a positive number of seconds")  # time limits: 0 would kill every run at once
 
 
 def unwritable(path):

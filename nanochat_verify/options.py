@@ -5,7 +5,7 @@ mutation runner and the tracer add them from here, with the same name, metavar a
 
 from dataclasses import dataclass
 
-from nanochat_verify.commandline import positive_float
+from nanochat_verify.argtypes import positive_float
 
 
 @dataclass(frozen=True)

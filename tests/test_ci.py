@@ -1,5 +1,7 @@
 """The README's two set-up commands are the ones CI runs and the ones a new user types."""
 
+import ast
+import graphlib
 import re
 from pathlib import Path
 
@@ -116,3 +118,28 @@ def test_the_tool_tests_parametrized_ids_read_as_documentation(request):
     items = [item for item in request.session.items
              if hasattr(item, "callspec") and item.path.name in TOOL_TEST_FILES]
     assert [(item.nodeid, opaque_id(item)) for item in items if opaque_id(item)] == []
+
+
+def kit_imports():
+    """{module: the kit's modules it imports}, for every module of nanochat_verify/, imports inside functions
+    included (a deferred import in a circle is still a circle)."""
+    files = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in (ROOT / "nanochat_verify").rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found |= {c for a in node.names for c in (f"{node.module}.{a.name}", node.module) if c in files}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in files}
+        graph[name] = found - {name, *(n for n in files if name.startswith(n + "."))}  # a package's own __init__
+    return graph
+
+
+def test_no_module_of_the_kit_imports_in_a_circle():
+    """The kit's import graph has no cycle: graphlib names one if there is."""
+    try:
+        tuple(graphlib.TopologicalSorter(kit_imports()).static_order())
+    except graphlib.CycleError as e:
+        pytest.fail(f"modules that import in a circle: {' -> '.join(e.args[1])}")

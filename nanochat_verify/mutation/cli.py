@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from nanochat_verify import options
-from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, positive_int, project_root,
+from nanochat_verify.argtypes import positive_float, positive_int
+from nanochat_verify.commandline import (OneLineParser, Terminated, project_root,
                                          resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.components import expand
 from nanochat_verify.exits import Exit

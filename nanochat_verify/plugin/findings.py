@@ -10,7 +10,7 @@ import pytest
 
 from nanochat_verify.findings import FindingsError, read_findings, verdict
 from nanochat_verify.paths import SUITE_DIR
-from nanochat_verify.plugin.locations import resolve_option_path
+from nanochat_verify.plugin.options import resolve_option_path
 from nanochat_verify.plugin.options import SETTINGS_KEY
 from nanochat_verify.plugin.selection import suite_id
 

@@ -1,8 +1,7 @@
 """
 Where a run writes, whatever folder pytest is started from: a recording run's own folder of records and line
-coverage (runs.py), else pytest-cov's `.coverage` in the project root (pytest's rootdir); hypothesis's
-`.hypothesis/` in the project (in the records' folder of a checkout that cannot be written); and path options
-relative to where they were typed.
+coverage (runs.py), else pytest-cov's `.coverage` in the project root (pytest's rootdir); and hypothesis's
+`.hypothesis/` in the project (in the records' folder of a checkout that cannot be written).
 """
 
 import os
@@ -52,13 +51,3 @@ def pytest_unconfigure(config):
     previous = config.stash.get(HYPOTHESIS_HOME_KEY, None)
     if previous is not None:
         sys.modules["hypothesis.configuration"].set_hypothesis_home_dir(previous)
-
-
-def resolve_option_path(config, option, value):
-    """A path option's value: relative to where pytest was started when the user typed it, relative
-    to the project root when it comes from the ini file (addopts), like pytest's own ini paths."""
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    typed = any(a == option or a.startswith(option + "=") for a in config.invocation_params.args)
-    return (config.invocation_params.dir if typed else config.rootpath) / path

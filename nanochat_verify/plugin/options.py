@@ -16,13 +16,14 @@ here, so that the suite runs under any project's pytest configuration.
 """
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from nanochat_verify import options
 from nanochat_verify.base import choose_card
 from nanochat_verify.card import CardError
-from nanochat_verify.commandline import positive_float
+from nanochat_verify.argtypes import positive_float
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.paths import is_own_model
 from nanochat_verify.settings import (SettingsError, default_implementation, default_implementation_file,
@@ -123,3 +124,13 @@ def impl(request):
 def arch(request):
     """The architecture card the implementation is verified against (nanochat_verify.card.Architecture)."""
     return request.config.stash[ARCH_KEY]
+
+
+def resolve_option_path(config, option, value):
+    """A path option's value: relative to where pytest was started when the user typed it, relative
+    to the project root when it comes from the ini file (addopts), like pytest's own ini paths."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    typed = any(a == option or a.startswith(option + "=") for a in config.invocation_params.args)
+    return (config.invocation_params.dir if typed else config.rootpath) / path

@@ -22,7 +22,7 @@ from nanochat_verify.paths import SUITE_DIR, display, state_dir
 from nanochat_verify.plugin import runs
 from nanochat_verify.records import publish
 from nanochat_verify.plugin.findings import FINDINGS_KEY
-from nanochat_verify.plugin.locations import resolve_option_path
+from nanochat_verify.plugin.options import resolve_option_path
 from nanochat_verify.plugin.options import ARCH_KEY, HOW_KEY, IMPL_KEY, SPEC_KEY, is_own_implementation
 from nanochat_verify.plugin.selection import COLLECTED_KEY, LEFT_OUT_KEY, deselected_by_design
 from nanochat_verify.runrecord import PRECEDENCE, RunRecord, Outcome

@@ -16,6 +16,7 @@ import pytest
 
 from nanochat_verify import records
 from nanochat_verify.paths import state_dir
+from nanochat_verify.plugin.options import resolve_option_path
 
 RUN_KEY = pytest.StashKey()
 WORKER_KEY = pytest.StashKey()  # in an xdist worker: the id of the run it belongs to
@@ -42,7 +43,6 @@ class Run:
 
 def is_last_run_path(config, value):
     """Whether an --outcomes value names the project's last-run file (the ini's default)."""
-    from nanochat_verify.plugin.locations import resolve_option_path
     path = resolve_option_path(config, "--outcomes", value)
     return path.resolve() == (state_dir(config.rootpath) / records.LAST_RUN).resolve()
 

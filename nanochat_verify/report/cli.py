@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from nanochat_verify import options, records
-from nanochat_verify.commandline import (OneLineParser, Terminated, positive_float, project_root, resolve_implementation,
+from nanochat_verify.argtypes import positive_float
+from nanochat_verify.commandline import (OneLineParser, Terminated, project_root, resolve_implementation,
                                          terminate_like_interrupt, unwritable)
 from nanochat_verify.exits import Exit
 from nanochat_verify.findings import FindingsError, read_findings, verdict

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanochat_verify import memory, options
+from nanochat_verify.argtypes import positive_int, positive_number
 from nanochat_verify.base import choose_card
 from nanochat_verify.card import FEATURES, CardError
-from nanochat_verify.commandline import (OneLineParser, Terminated, positive_int, positive_number, project_root,
+from nanochat_verify.commandline import (OneLineParser, Terminated, project_root,
                                          resolve_implementation, terminate_like_interrupt, unwritable)
 from nanochat_verify.contract import ContractError, load_implementation, source_path
 from nanochat_verify.exits import Exit
