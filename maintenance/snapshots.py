@@ -59,8 +59,10 @@ def run(commit, workers):
                    lines[-1] if lines else "nothing printed")
     expected = next((line for line in lines if "expected finding" in line), "")
     ok = done.returncode == 0 and found
+    unexpected = [line.split(" ", 2)[1] for line in lines if line.startswith(("FAILED ", "ERROR "))]
     return ok, (f"card {card.get('name', '?')} ({card.get('how', 'no record')}); {summary.strip('= ')}"
-                + (f"; {expected.strip('= ')}" if expected else ""))
+                + (f"; {expected.strip('= ')}" if expected else "")
+                + (f"; failed: {', '.join(unexpected)}" if unexpected and not ok else ""))
 
 
 def main(argv=None):
