@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from nanochat_verify.contract import CacheAdapter, interface
+from nanochat_verify.contract import CacheAdapter, NoEngineName, engine_of, interface
 from nanochat_verify.trace.hooks import trace
 
 # The tests run tiny tensors, where intra-op threads only add synchronisation; with several pytest
@@ -177,6 +177,15 @@ def make_model(impl, arch, runnable):
         neutralize(model, keep=live, card=arch)
         return contract_model(model)
     return make
+
+
+def engine_definition(impl, name):
+    """The definition `name` of the implementation's engine (read as contract/engine.py reads it); the test
+    skips, saying why, where the implementation has none."""
+    try:
+        return engine_of(impl).get(name)
+    except NoEngineName as e:
+        pytest.skip(f"{e}: nothing to verify")
 
 
 def contract_model(model):

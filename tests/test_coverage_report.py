@@ -8,7 +8,6 @@ honesty check, the real LM head and loss tests against a copy of nanochat/gpt.py
 None of them runs the real suite.
 """
 
-import contextlib
 import json
 import os
 import random
@@ -35,7 +34,7 @@ from nanochat_verify.report import render as report_render
 from nanochat_verify.report import run as report_run
 from nanochat_verify.report.status import FAILED, MISSING, NOT_APPLICABLE, PASSED, RULES, index_tests, subcomponent_status
 from nanochat_verify.runrecord import RunRecord, Outcome
-from .processes import alive, children_started, terminate
+from .processes import terminate_while_running
 
 pytestmark = [pytest.mark.component("tooling.coverage"), pytest.mark.tooling]
 ROOT = SOURCE_ROOT
@@ -636,27 +635,16 @@ def test_sigterm_stops_the_runs_the_generator_started_and_removes_its_temporary_
     """SIGTERM to `python -m nanochat_verify.report` while its test run is going: the run and the processes it
     started are stopped, the temporary folder is removed, one line says so, exit status 130 (it used to
     die at once, leaving them running under init and the folder behind)."""
-    import signal
     stub, pids, temp, log = tmp_path / "stub_impl.py", tmp_path / "pids", tmp_path / "tmp", tmp_path / "stderr"
     stub.write_text(STUB_IMPL)
     temp.mkdir()
     script = REPORT_UNDER_SIGTERM.format(child=NEVER_FINISHES)
-    children = []
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", script, str(pids), str(stub), str(tmp_path / "R.md"),
-                                 str(layout.root)], env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
-    try:
-        children = children_started(proc, pids, log)
-        assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-report-")
-        terminate(proc, children)
-        assert proc.returncode == Exit.INTERRUPTED, log.read_text()
-        assert log.read_text().strip().splitlines()[-1] == "report: terminated; nothing was written"
-        assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
-    finally:
-        proc.kill()
-        for pid in children:  # what a failing run left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    status, running, left, text = terminate_while_running(
+        [sys.executable, "-c", script, str(pids), str(stub), str(tmp_path / "R.md"), str(layout.root)],
+        pids=pids, log=log, temp=temp, folder_prefix="nanochat-verify-report-")
+    assert status == Exit.INTERRUPTED, text
+    assert text.strip().splitlines()[-1] == "report: terminated; nothing was written"
+    assert running == [] and left == []
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ ends early, no tool call starts (unless a test names a token that ends a row).
 import pytest
 import torch
 
+from .conftest import engine_definition
+
 pytestmark = pytest.mark.component("inference.engine")
 
 PROMPT = [5, 1, 4, 1, 9, 2]
@@ -42,11 +44,7 @@ class StubTokenizer:
 
 @pytest.fixture(scope="module")
 def engine_class(impl):
-    from nanochat_verify.contract import NoEngineName, engine_of
-    try:
-        return engine_of(impl).get("Engine")
-    except NoEngineName as e:
-        pytest.skip(f"{e}: nothing to verify")
+    return engine_definition(impl, "Engine")
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Tooling: `python -m nanochat_verify.mutation`, the mutant catalog (nanochat_verify/mutation/catalog/) and its
 runner."""
 
-import contextlib
 import functools
 import json
 import os
@@ -21,7 +20,7 @@ from nanochat_verify.mutation import runner as mutation
 from nanochat_verify.mutation.catalog import MUTANTS
 from nanochat_verify.mutation.mutant import NAME_PATTERN, M, NotApplicable
 from nanochat_verify.paths import OWN_MODEL, SOURCE_ROOT
-from .processes import alive, children_started, terminate
+from .processes import terminate_while_running
 
 pytestmark = [pytest.mark.tooling, pytest.mark.component("tooling.mutation")]
 
@@ -470,28 +469,17 @@ def test_sigterm_stops_every_run_and_removes_the_mutated_copies(stub, tmp_path):
     """SIGTERM to the mutation runner while its runs are going (here, copies whose import never returns): each
     pytest run is stopped and the folder of mutated copies removed (they used to run on under init, and the
     folder stayed)."""
-    import signal
     impl, suite = stub
     pids, temp, log = tmp_path / "pids", tmp_path / "tmp", tmp_path / "stderr"
     temp.mkdir()
     hanging = tmp_path / "hanging_gpt.py"
     hanging.write_text(f"import os, time\nwith open({str(pids)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
                        f"time.sleep(120)\n" + STUB_IMPL)
-    children = []
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", CATALOG_UNDER_SIGTERM, str(hanging), suite[0]],
-                                env={**os.environ, "TMPDIR": str(temp)}, stderr=stderr)
-    try:
-        children = children_started(proc, pids, log)  # the control and the mutant, importing
-        assert [p.name for p in temp.iterdir()][0].startswith("nanochat-verify-mutants-")
-        terminate(proc, children)
-        assert proc.returncode == Exit.INTERRUPTED, log.read_text()
-        assert [pid for pid in children if alive(pid)] == [] and list(temp.iterdir()) == []
-    finally:
-        proc.kill()
-        for pid in children:  # what a failing run left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    status, running, left, text = terminate_while_running(
+        [sys.executable, "-c", CATALOG_UNDER_SIGTERM, str(hanging), suite[0]],
+        pids=pids, log=log, temp=temp, folder_prefix="nanochat-verify-mutants-")  # the control and the mutant
+    assert status == Exit.INTERRUPTED, text
+    assert running == [] and left == []
 
 
 def test_a_catalog_with_a_cuda_only_mutant_still_forks_its_runs(stub):

@@ -11,6 +11,8 @@ candidates the sampler hands it in turn, and the token that comes out gets that 
 import pytest
 import torch
 
+from .conftest import engine_definition
+
 pytestmark = pytest.mark.component("inference.sampling")
 
 B, V = 3, 12
@@ -18,11 +20,7 @@ B, V = 3, 12
 
 @pytest.fixture(scope="module")
 def sample(impl):
-    from nanochat_verify.contract import NoEngineName, engine_of
-    try:
-        return engine_of(impl).get("sample_next_token")
-    except NoEngineName as e:
-        pytest.skip(f"{e}: nothing to verify")
+    return engine_definition(impl, "sample_next_token")
 
 
 @pytest.fixture
